@@ -1,0 +1,14 @@
+"""Shared test setup: the torchvision shim and offline hub before anything imports timm; one torch thread per
+xdist worker so two workers do not fight over two cores."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import mlrd_core  # noqa: E402,F401  (registers the torchvision op schemas before timm is imported)
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
