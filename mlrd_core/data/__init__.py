@@ -51,10 +51,20 @@ def list_datasets() -> tuple[str, ...]:
     return tuple(sorted(_MODULES))
 
 
-def make_dataset(name: str, **options: Any) -> Dataset:
+def make_dataset(
+    name: str,
+    *,
+    size: tuple[int, int] | None = None,
+    augment: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> Dataset:
     """Build dataset ``name`` (``synthetic``, ``middlebury``, ``nyuv2``, ``nyuv2-zip``, ``make3d``).
 
-    ``options`` go to the dataset's builder (split, root, size, augment, seed, ...); see each module.
+    ``options`` go to the dataset's builder (split, root, ...; see each module), which returns items at their
+    native resolution. When ``size`` (H, W) is given or ``augment`` is true, the dataset is wrapped in
+    :class:`mlrd_core.data.transforms.TransformedDataset`, which resizes to the network input and applies the
+    paper's augmentations with a generator seeded by (seed, epoch, index).
     """
     if name not in _MODULES:
         import difflib
@@ -64,4 +74,9 @@ def make_dataset(name: str, **options: Any) -> Dataset:
         raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}{hint}")
     if name not in DATASETS:
         importlib.import_module(_MODULES[name])
-    return DATASETS[name](**options)
+    dataset = DATASETS[name](**options)
+    if size is None and not augment:
+        return dataset
+    from mlrd_core.data.transforms import TransformedDataset
+
+    return TransformedDataset(dataset, size=size, augment=augment, seed=seed)
