@@ -1,0 +1,414 @@
+"""One honest training loop: :func:`fit`.
+
+``fit(config, seed=..., device=..., workdir=...)`` trains a depth model with a weighted subset of the 78 losses,
+calls the weighting method at period ends, validates every epoch under the run's protocol, tests at the end, and
+returns a :class:`RunResult` of plain records. It checkpoints atomically at every period end and, when a checkpoint
+is found in ``workdir``, resumes from it exactly: the same config and seed give the same numbers whether or not the
+run was killed in between (on CPU; CUDA kernels are not bitwise deterministic by default).
+
+Data order does not depend on global RNG state: epoch ``e`` visits the training set in a permutation drawn from a
+generator seeded by ``(seed, e)``, and augmentation draws from ``(seed, e, index)``. Resuming therefore only needs
+the position in the epoch, not the state of a DataLoader.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from mlrd_core.config import RunConfig
+from mlrd_core.errors import ConfigError, NonFiniteLossError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+TIMING_PHASES = ("data", "forward", "losses", "backward")
+
+ProgressCallback = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced, as plain records (no tensors) ready for a store."""
+
+    config: dict[str, Any]
+    seed: int
+    loss_names: list[str]
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # split, epoch, protocol, name, value
+    periods: list[dict[str, Any]] = field(default_factory=list)  # the weighting method's period records
+    timings: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    resumed_from: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def final_metrics(self, split: str = "test") -> dict[str, float]:
+        """The metrics of ``split`` at the last epoch they were computed."""
+        rows = [m for m in self.metrics if m["split"] == split]
+        if not rows:
+            return {}
+        last = max(m["epoch"] for m in rows)
+        return {m["name"]: m["value"] for m in rows if m["epoch"] == last}
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, max_steps: int | None) -> list[list[int]]:
+    """The training batches of ``epoch``: a seeded permutation cut into full batches (the last partial batch is
+    dropped unless it is the only one, so BatchNorm never sees a batch of one by accident)."""
+    order = torch.randperm(n_items, generator=_epoch_generator(seed, epoch)).tolist()
+    n_full = n_items // batch_size
+    batches = [order[i * batch_size : (i + 1) * batch_size] for i in range(n_full)] or [order]
+    return batches[:max_steps] if max_steps else batches
+
+
+def period_ends(n_batches: int, periods_per_epoch: int) -> list[int]:
+    """Batch indices after which a period ends: ``periods_per_epoch`` nearly equal spans of the epoch (the paper's
+    quarter epoch by default). With fewer batches than periods every batch ends a period."""
+    ends = sorted({math.ceil(n_batches * (p + 1) / periods_per_epoch) - 1 for p in range(periods_per_epoch)})
+    return [e for e in ends if e >= 0]
+
+
+def _split_options(config: RunConfig, split: str) -> dict[str, Any]:
+    """``dataset_options`` shared by all splits, with ``dataset_options[split]`` (a table) overriding them."""
+    opts = {k: v for k, v in config.dataset_options.items() if not isinstance(v, Mapping)}
+    opts.update(config.dataset_options.get(split, {}) or {})
+    return opts
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write atomically: a kill during the write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(dict(payload), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def code_version() -> str:
+    """The package version plus the git commit of the source tree when it is a checkout."""
+    from mlrd_core import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware that a result depends on."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "code_version": code_version(),
+    }
+
+
+def _amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "fp16":
+        return torch.float16
+    if config.amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _sync(device: torch.device) -> float:
+    """A timestamp after the device has finished queued work (a CPU-GPU sync point on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is KiB on Linux: the whole process, which is what a CPU user has to provision.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _loader(dataset: Dataset, batches: list[list[int]], config: RunConfig) -> Iterator[dict[str, Any]]:
+    return iter(DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers))
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    protocol: str,
+    *,
+    input_size: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+) -> tuple[dict[str, float], float]:
+    """Metrics of ``model`` on ``dataset`` (native-resolution ground truth) under ``protocol``.
+
+    Images are resized to the network input; the protocol brings predictions back to the ground truth's size.
+    Returns the metric dict and the seconds per scene (forward only, synchronised).
+    """
+    from mlrd_core.metrics import DepthMetrics
+
+    was_training = model.training
+    model.eval()
+    metrics = DepthMetrics(protocol)
+    seconds, scenes = 0.0, 0
+    n = len(dataset)  # type: ignore[arg-type]
+    batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    for batch in DataLoader(dataset, batch_sampler=batches):
+        image = batch["image"].to(device)
+        if tuple(image.shape[-2:]) != tuple(input_size):
+            image = F.interpolate(image, size=input_size, mode="bilinear", align_corners=False, antialias=True)
+        start = _sync(device)
+        pred = model(image)
+        seconds += _sync(device) - start
+        scenes += image.shape[0]
+        metrics.update(pred.float().cpu(), batch["depth"], batch["mask"])
+    model.train(was_training)
+    return metrics.compute(), seconds / max(scenes, 1)
+
+
+# ------------------------------------------------------------------------------------------------------ fit
+
+
+def fit(
+    config: RunConfig,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    workdir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Train and evaluate one run; resume from ``workdir/checkpoint.pt`` when it exists.
+
+    ``progress(kind, info)`` is called with kind ``"step"``, ``"period"``, ``"epoch"`` and ``"test"``; the suite
+    turns these into heartbeats and live progress. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
+    """
+    from mlrd_core.data import make_dataset
+    from mlrd_core.losses import compute_losses, select
+    from mlrd_core.model import create_depth_model
+    from mlrd_core.weighting import make_weighting
+
+    device = torch.device(device)
+    notify = progress or (lambda kind, info: None)
+    seed_everything(seed)
+    names = select(config.losses)
+
+    model = create_depth_model(
+        config.encoder, pretrained=config.pretrained, decoder_width=config.decoder_width, skips=config.skips
+    ).to(device)
+    if config.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    weighting = make_weighting(config.weighting, names, **config.weighting_options).to(device)
+    params = list(model.parameters()) + list(weighting.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    step_model = torch.compile(model) if config.compile else model
+
+    def data(split: str, **extra: Any) -> Dataset:
+        return make_dataset(config.dataset, split=split, seed=seed, **_split_options(config, split), **extra)
+
+    train_set = data(config.train_split, size=config.input_size, augment=config.augment)
+    val_set = data(config.val_split) if config.val_split else None
+    if len(train_set) == 0:  # type: ignore[arg-type]
+        raise ConfigError(f"dataset {config.dataset!r} split {config.train_split!r} is empty")
+
+    result = RunResult(config=config.to_dict(), seed=seed, loss_names=list(names))
+    start_epoch, start_batch, step = 0, 0, 0
+    ckpt_path = None
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        ckpt_path = Path(workdir) / CHECKPOINT_NAME
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["config"] != result.config or ckpt["seed"] != seed:
+            raise ConfigError(
+                f"checkpoint {ckpt_path} belongs to another run (config, seed or format differ); "
+                "remove it or use another workdir"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        weighting.load_state_dict(ckpt["weighting"])
+        scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"])
+        start_epoch, start_batch, step = ckpt["epoch"], ckpt["next_batch"], ckpt["step"]
+        result.metrics = list(ckpt["metrics"])
+        result.resumed_from = {"epoch": start_epoch, "batch": start_batch, "step": step}
+
+    phase_time = dict.fromkeys(TIMING_PHASES, 0.0)
+    timed_steps = 0
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        batches = epoch_batches(len(train_set), config.batch_size, seed, epoch, config.max_steps_per_epoch)  # type: ignore[arg-type]
+        ends = period_ends(len(batches), config.periods_per_epoch)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        first = start_batch if epoch == start_epoch else 0
+        loader = _loader(train_set, batches[first:], config)
+        for b in range(first, len(batches)):
+            t0 = time.perf_counter()
+            batch = next(loader)
+            image = batch["image"].to(device, non_blocking=True)
+            target = batch["depth"].to(device, non_blocking=True)
+            if config.channels_last and device.type == "cuda":
+                image = image.contiguous(memory_format=torch.channels_last)
+            t1 = _sync(device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                pred = step_model(image)
+            t2 = _sync(device)
+            per_image = compute_losses(pred.float(), target, names)  # losses in float32 even under AMP
+            if not torch.isfinite(per_image).all():  # CPU-GPU sync point, once per step, to fail early and clearly
+                bad = [n for n, ok in zip(names, torch.isfinite(per_image).all(0).tolist(), strict=True) if not ok]
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch}, batch {b} (step {step}): {', '.join(bad)}; "
+                    f"the last good checkpoint is {ckpt_path}"
+                )
+            weighting.observe(per_image.detach())
+            loss = weighting.combine(per_image)
+            t3 = _sync(device)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            t4 = _sync(device)
+            step += 1
+            if step > 1 or result.resumed_from:  # the first step pays one-off allocation/initialisation costs
+                timed_steps += 1
+                for phase, dt in zip(TIMING_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    phase_time[phase] += dt
+            notify(
+                "step",
+                {"epoch": epoch, "batch": b, "batches": len(batches), "step": step, "loss": loss.item()},
+            )
+            if b in ends:
+                period = ends.index(b)
+                weighting.end_period(epoch, period)
+                notify("period", {"epoch": epoch, "period": period, "step": step})
+                last = b + 1 == len(batches)
+                if last and val_set is not None:
+                    # validation precedes the checkpoint so that a resumed run never validates an epoch twice
+                    metrics, _ = evaluate(
+                        model,
+                        val_set,
+                        config.protocol,
+                        input_size=config.input_size,
+                        batch_size=config.eval_batch_size,
+                        device=device,
+                    )
+                    _record(result, "val", epoch, config.protocol, metrics)
+                    notify("epoch", {"epoch": epoch, "metrics": metrics})
+                if ckpt_path is not None:
+                    save_checkpoint(
+                        ckpt_path,
+                        {
+                            "format": CHECKPOINT_FORMAT,
+                            "config": result.config,
+                            "seed": seed,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "weighting": weighting.state_dict(),
+                            "scaler": scaler.state_dict(),
+                            "rng": _rng_state(),
+                            "epoch": epoch + 1 if last else epoch,
+                            "next_batch": 0 if last else b + 1,
+                            "step": step,
+                            "metrics": result.metrics,
+                        },
+                    )
+
+    if config.test_split:
+        test_metrics, s_per_scene = evaluate(
+            model,
+            data(config.test_split),
+            config.protocol,
+            input_size=config.input_size,
+            batch_size=config.eval_batch_size,
+            device=device,
+        )
+        _record(result, "test", config.epochs - 1, config.protocol, test_metrics)
+        result.timings["test_s_per_scene"] = s_per_scene
+        notify("test", {"metrics": test_metrics})
+
+    result.periods = [dict(r) if isinstance(r, Mapping) else asdict(r) for r in weighting.records]
+    result.timings.update({f"{p}_s_per_iter": t / max(timed_steps, 1) for p, t in phase_time.items()})
+    result.timings["s_per_iter"] = sum(phase_time.values()) / max(timed_steps, 1)
+    result.timings["timed_steps"] = float(timed_steps)
+    result.timings["peak_memory_mb"] = _peak_memory_mb(device)
+    result.environment = environment_info(device)
+    return result
+
+
+def _record(result: RunResult, split: str, epoch: int, protocol: str, metrics: Mapping[str, float]) -> None:
+    result.metrics.extend(
+        {"split": split, "epoch": epoch, "protocol": protocol, "name": name, "value": float(value)}
+        for name, value in metrics.items()
+    )

@@ -1,0 +1,186 @@
+"""The core trainer: periods, reproducibility, exact resume after SIGKILL, failure on non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlrd_core.config import RunConfig
+from mlrd_core.errors import ConfigError, NonFiniteLossError
+from mlrd_core.trainer import CHECKPOINT_NAME, epoch_batches, fit, load_checkpoint, period_ends
+from suite.cli import main
+
+TINY = RunConfig(
+    encoder="test_resnet",
+    decoder_width=32,
+    input_size=(32, 32),
+    epochs=2,
+    batch_size=4,
+    periods_per_epoch=2,
+    eval_batch_size=8,
+    lr=1e-3,
+    dataset_options={"length": 16, "height": 32, "width": 32, "val": {"length": 4}, "test": {"length": 4}},
+    losses="L^0 | L^1 | {l_D^4}",
+)
+
+
+def test_period_ends_split_the_epoch_evenly() -> None:
+    assert period_ends(8, 4) == [1, 3, 5, 7]
+    assert period_ends(10, 4) == [2, 4, 7, 9]
+    assert period_ends(3, 4) == [0, 1, 2]  # fewer batches than periods: every batch ends a period
+    assert period_ends(5, 1) == [4]
+
+
+def test_epoch_batches_are_a_seeded_permutation() -> None:
+    a = epoch_batches(10, 4, seed=0, epoch=0, max_steps=None)
+    assert [len(b) for b in a] == [4, 4]  # the partial batch is dropped
+    assert len({i for b in a for i in b}) == 8
+    assert a == epoch_batches(10, 4, seed=0, epoch=0, max_steps=None)
+    assert a != epoch_batches(10, 4, seed=0, epoch=1, max_steps=None)
+    assert a != epoch_batches(10, 4, seed=1, epoch=0, max_steps=None)
+    assert [len(b) for b in epoch_batches(3, 4, seed=0, epoch=0, max_steps=None)] == [3]  # the only batch
+    assert len(epoch_batches(40, 4, seed=0, epoch=0, max_steps=3)) == 3
+
+
+def _fingerprint(result: object) -> tuple[object, ...]:
+    from mlrd_core.trainer import RunResult
+
+    assert isinstance(result, RunResult)
+    weights = [[loss["weight"] for loss in p["losses"]] for p in result.periods]
+    return (result.metrics, weights, [p["total"] for p in result.periods])
+
+
+def test_same_config_and_seed_give_identical_runs(tmp_path: Path) -> None:
+    first = fit(TINY, seed=3, workdir=tmp_path / "a")
+    second = fit(TINY, seed=3, workdir=tmp_path / "b")
+    assert _fingerprint(first) == _fingerprint(second)
+    other = fit(TINY, seed=4, workdir=tmp_path / "c")
+    assert _fingerprint(other) != _fingerprint(first)
+    # 2 epochs x 2 periods, each with the period's means and the weights set at its end
+    assert [(p["epoch"], p["period"]) for p in first.periods] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert first.periods[0]["action"] == "init"
+    assert {m["split"] for m in first.metrics} == {"val", "test"}
+    assert {m["protocol"] for m in first.metrics} == {"synthetic"}
+    assert set(first.final_metrics("test")) >= {"delta1", "rmse", "abs_rel"}
+    assert first.timings["s_per_iter"] > 0
+    assert first.environment["torch"] == torch.__version__
+
+
+def test_checkpoint_loads_with_weights_only_and_has_the_position(tmp_path: Path) -> None:
+    fit(TINY.replace(epochs=1), seed=0, workdir=tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert (ckpt["epoch"], ckpt["next_batch"], ckpt["step"]) == (1, 0, 4)
+    assert not (tmp_path / (CHECKPOINT_NAME + ".tmp")).exists()
+
+
+_KILLER = textwrap.dedent(
+    """
+    import os, signal, sys, json
+    from mlrd_core.config import RunConfig
+    from mlrd_core.trainer import fit
+
+    config = RunConfig.from_dict(json.loads(sys.argv[1]))
+    kill_at = int(sys.argv[3])
+
+    def progress(kind, info):
+        if kind == "step" and info["step"] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no atexit: as a node failure or OOM kill
+
+    fit(config, seed=1, workdir=sys.argv[2], progress=progress)
+    """
+)
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """SIGKILL a real training process in the middle of epoch 0 (after its first period checkpoint, before the
+    second), resume from the same workdir, and end with exactly the numbers of an uninterrupted run."""
+    config = TINY
+    reference = fit(config, seed=1, workdir=tmp_path / "uninterrupted")
+
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, json.dumps(config.to_dict()), str(workdir), "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    ckpt = load_checkpoint(workdir / CHECKPOINT_NAME)
+    assert (ckpt["epoch"], ckpt["next_batch"]) == (0, 2)  # killed at step 3, mid-epoch, after period 0
+
+    resumed = fit(config, seed=1, workdir=workdir)
+    assert resumed.resumed_from == {"epoch": 0, "batch": 2, "step": 2}
+    assert _fingerprint(resumed) == _fingerprint(reference)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
+    fit(TINY.replace(epochs=1), seed=0, workdir=tmp_path)
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        fit(TINY.replace(epochs=1, lr=2e-3), seed=0, workdir=tmp_path)
+
+
+def test_non_finite_loss_stops_with_the_loss_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlrd_core.losses as losses
+
+    real = losses.compute_losses
+
+    def poisoned(pred: torch.Tensor, target: torch.Tensor, names: object = None) -> torch.Tensor:
+        out = real(pred, target, names)
+        out[:, 1] = float("nan")
+        return out
+
+    monkeypatch.setattr(losses, "compute_losses", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 0, batch 0 \(step 0\): l_M\^0"):
+        fit(TINY, seed=0, workdir=tmp_path)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # nothing half-written: no period completed
+
+
+def test_run_config_rejects_unknown_keys_and_bad_values() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' .*did you mean 'epochs'"):
+        RunConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+        RunConfig(batch_size=0)
+    assert RunConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_cli_train_writes_a_result_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "tiny.toml"
+    body = "\n".join(
+        [
+            'encoder = "test_resnet"',
+            "decoder_width = 32",
+            "input_size = [32, 32]",
+            "epochs = 1",
+            "batch_size = 4",
+            "periods_per_epoch = 2",
+            'losses = "L_D"',
+            'weighting = "equal"',
+            "weighting_options = {}",
+            "[dataset_options]",
+            "length = 8",
+            "height = 32",
+            "width = 32",
+            "val = { length = 4 }",
+            "test = { length = 4 }",
+        ]
+    )
+    config_file.write_text(body)
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(out), "--device", "cpu"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["loss_names"] == [f"l_D^{k}" for k in range(6)]
+    assert "delta1=" in capsys.readouterr().out
+
+    config_file.write_text(body.replace("epochs = 1", "epochz = 1"))
+    assert main(["train", str(config_file), "--out", str(out)]) == 2
+    assert "unknown key 'epochz'" in capsys.readouterr().err
