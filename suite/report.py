@@ -1,0 +1,1112 @@
+"""Paper-style result tables: seed statistics, baseline comparisons, and Markdown / LaTeX / CSV renderings.
+
+The pipeline has three pure steps (DataFrames in, DataFrames or strings out; no I/O):
+
+1. :func:`summarize` turns the store's long metrics frame into per ``(group, arm, metric)`` seed statistics:
+   mean, sample std (ddof = 1), n, standard error and the half-width of a 95 % Student-t interval.
+2. :func:`compare` matches every arm of a compared group with the arm of the baseline group that has the same
+   value of ``layout.baseline_key`` (Table 5(b) against 5(a): same loss set), and says, direction-aware, whether
+   its mean improved, degraded or tied, with a Welch t-test p-value across seeds.
+3. :func:`build_table` assembles one :class:`ReportTable` (columns, sub-tables, rows, cells with their flags);
+   :func:`render_markdown`, :func:`render_latex` and :func:`render_csv` are pure functions of that model, so the
+   three formats can never disagree.
+
+Conventions (see ``docs/reports.md``):
+
+- δ metrics are fractions in the store and in the CSV; the Markdown and LaTeX tables show them in percent with one
+  decimal (as the paper does); every other metric is shown with three decimals.
+- "Best" (bold) and "improved / degraded" (red / blue, Markdown ``(+)`` / ``(−)``) are decided on the means *as
+  displayed*: two values that print alike are a tie (all tied best are bold; a tie gets no colour). The colour uses
+  the mean difference, like the paper; the p-value is reported beside it, never folded into it.
+- The paper's numbers are rendered as italic rows under the measured row of the same arm, with the paper's own
+  red / blue against the paper's baseline row; they are never bold (bold marks our best measured mean).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlrd_core.errors import MLRDError
+from mlrd_core.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_LATEX, METRIC_NAMES
+
+
+class ReportError(MLRDError, ValueError):
+    """The inputs of a report are inconsistent (missing columns, duplicated runs, ambiguous baselines)."""
+
+
+Outcome = Literal["improved", "degraded", "tie"]
+
+#: Columns of the store's long metrics frame that :func:`summarize` reads.
+METRICS_FRAME_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "group",
+    "arm",
+    "seed",
+    "split",
+    "epoch",
+    "protocol",
+    "metric",
+    "value",
+)
+#: Columns of :func:`summarize`'s result, in order.
+SUMMARY_COLUMNS: tuple[str, ...] = ("group", "arm", "metric", "split", "protocol", "n", "mean", "std", "sem", "ci95")
+#: Columns of :func:`compare`'s result, in order.
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "group",
+    "arm",
+    "metric",
+    "baseline_group",
+    "baseline_arm",
+    "mean",
+    "std",
+    "n",
+    "baseline_mean",
+    "baseline_std",
+    "baseline_n",
+    "diff",
+    "outcome",
+    "p_value",
+)
+#: Columns of a reference (paper) frame.
+REFERENCE_COLUMNS: tuple[str, ...] = ("group", "arm", "source", "metric", "value")
+
+#: Confidence level of the ``ci95`` column.
+CONFIDENCE = 0.95
+
+#: Header labels of the descriptive columns a spec can ask for (Table 5: "# Losses, I, R, λ"); (Markdown, LaTeX).
+#: A column that is not listed here is headed by its own name.
+COLUMN_LABELS: dict[str, tuple[str, str]] = {
+    "losses": ("Losses", "Losses"),
+    "n_losses": ("# Losses", r"\# Losses"),
+    "init": ("I", "I"),
+    "rebalance": ("R", "R"),
+    "lambda": ("λ", r"$\lambda$"),
+    "weighting": ("Weighting", "Weighting"),
+    "encoder": ("Encoder", "Encoder"),
+}
+
+MISSING = "–"  # an en dash, as in the paper's tables
+_MARKERS: dict[str, str] = {"improved": "(+)", "degraded": "(−)"}
+_LATEX_COLOURS: dict[str, str] = {"improved": "red", "degraded": "blue"}
+_SIGNIFICANCE = 0.05  # a dagger marks a coloured cell whose Welch p-value is below this
+_LATEX_PACKAGES = r"\usepackage{booktabs,xcolor,amssymb}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout (the lead maps the spec's table layout onto this)
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """What one table shows.
+
+    ``groups``: the spec's groups, one sub-table each, in this order. ``metrics``: metric names, in column order.
+    ``columns``: descriptive columns (keys of the descriptors frame), shown between the arm and ``n``.
+    ``split``: which split's summary rows to use. ``baseline``: the group whose arm with the same value of
+    ``baseline_key`` is the comparison row of every other group's arm (``None``: no comparison).
+    ``group_titles``: optional titles; a title not starting with ``(`` is prefixed with the part letter, as in
+    "(a) Combination of loss functions".
+    """
+
+    name: str
+    title: str
+    groups: tuple[str, ...]
+    metrics: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+    split: str = "test"
+    baseline: str | None = None
+    baseline_key: str = "losses"
+    group_titles: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("groups", "metrics", "columns"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ReportError(f"TableLayout.{name} must be a sequence of names, got the string {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not self.groups:
+            raise ReportError(f"table {self.name!r}: expected at least one group, got none")
+        if not self.metrics:
+            raise ReportError(f"table {self.name!r}: expected at least one metric, got none")
+
+    def part(self, group: str) -> str:
+        """How the legend names a part: its letter "(a)" when it is one of ``groups``, else its name."""
+        return f"({_part_letter(self.groups.index(group))})" if group in self.groups else group
+
+    def group_title(self, group: str) -> str:
+        """The sub-table title of ``group``: "(a) <title>" with the part letter from the group's position."""
+        title = self.group_titles.get(group, group)
+        if title.startswith("("):
+            return title
+        if group in self.groups:
+            return f"({_part_letter(self.groups.index(group))}) {title}"
+        return title
+
+
+def _part_letter(index: int) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return letters[index] if index < len(letters) else str(index + 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. Seed statistics
+
+
+def summarize(metrics: pd.DataFrame, *, split: str = "test", epoch: int | Literal["last"] = "last") -> pd.DataFrame:
+    """Seed statistics per ``(group, arm, metric)`` of one split.
+
+    ``metrics`` is the store's long frame (one row per run × metric × epoch, columns ``METRICS_FRAME_COLUMNS``).
+    ``epoch="last"`` keeps, for each run, that run's last epoch evaluated on ``split``; an integer keeps that
+    epoch. Non-finite values are dropped (n counts the finite ones).
+
+    Returns the columns ``SUMMARY_COLUMNS``: ``n`` (seeds), ``mean``, ``std`` (sample, ddof = 1; NaN for n = 1),
+    ``sem`` = std / √n and ``ci95`` = t₀.₉₇₅(n − 1) · sem, the half-width of the 95 % t-interval of the mean.
+    Rows follow the first appearance of groups and arms; metrics follow ``METRIC_NAMES``.
+
+    Raises :class:`ReportError` on missing columns, on one run with two different values of a metric, on two runs
+    of one arm with the same seed, and on one arm evaluated under two protocols.
+    """
+    missing = [c for c in METRICS_FRAME_COLUMNS if c not in metrics.columns]
+    if missing:
+        raise ReportError(
+            f"metrics frame: expected columns {list(METRICS_FRAME_COLUMNS)}, missing {missing} "
+            f"(got {list(metrics.columns)})"
+        )
+    frame = metrics.loc[metrics["split"] == split, list(METRICS_FRAME_COLUMNS)]
+    if epoch == "last":
+        last = frame.groupby("run_id")["epoch"].transform("max")
+        # a run evaluated once without an epoch number (epoch missing) keeps that evaluation
+        frame = frame[(frame["epoch"] == last) | (last.isna() & frame["epoch"].isna())]
+    else:
+        frame = frame[frame["epoch"] == epoch]
+    frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=_SUMMARY_DTYPES[c]) for c in SUMMARY_COLUMNS})
+
+    keys = ["group", "arm", "run_id", "metric"]
+    frame = frame.drop_duplicates(subset=[*keys, "value", "protocol"])
+    clash = frame[frame.duplicated(subset=keys, keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        raise ReportError(
+            f"run {first['run_id']} ({first['group']}/{first['arm']}) has "
+            f"{int((clash['run_id'] == first['run_id']).sum())} different values of {first['metric']!r} "
+            f"at epoch {first['epoch']} of split {split!r}; "
+            "expected one (check the ingest of that run)"
+        )
+    runs = frame.drop_duplicates(subset=["group", "arm", "run_id"])
+    twins = runs[runs.duplicated(subset=["group", "arm", "seed"], keep=False)]
+    if not twins.empty:
+        first = twins.iloc[0]
+        ids = sorted(twins.loc[(twins["group"] == first["group"]) & (twins["arm"] == first["arm"]), "run_id"])
+        raise ReportError(
+            f"arm {first['group']}/{first['arm']} has {len(ids)} runs with seed {first['seed']} ({', '.join(ids)}); "
+            "expected one run per seed (filter the metrics frame to the runs of one plan / code version)"
+        )
+
+    order = _metric_order(frame["metric"])
+    rows: list[dict[str, Any]] = []
+    for (group, arm, metric), cell in frame.groupby(["group", "arm", "metric"], sort=False):
+        protocols = sorted(set(cell["protocol"].astype(str)))
+        if len(protocols) > 1:
+            raise ReportError(
+                f"arm {group}/{arm}, metric {metric!r}: runs were evaluated under different protocols {protocols}; "
+                "expected one (values under different protocols are not comparable)"
+            )
+        n, mean, std, sem, ci = seed_statistics(cell["value"].to_numpy(dtype=float))
+        rows.append(
+            {
+                "group": group,
+                "arm": arm,
+                "metric": metric,
+                "split": split,
+                "protocol": protocols[0],
+                "n": n,
+                "mean": mean,
+                "std": std,
+                "sem": sem,
+                "ci95": ci,
+            }
+        )
+    out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    arm_order = {ga: i for i, ga in enumerate(dict.fromkeys(zip(frame["group"], frame["arm"], strict=True)))}
+    out["_arm"] = [arm_order[(g, a)] for g, a in zip(out["group"], out["arm"], strict=True)]
+    out["_metric"] = out["metric"].map(order)
+    return out.sort_values(["_arm", "_metric"], kind="stable").drop(columns=["_arm", "_metric"]).reset_index(drop=True)
+
+
+_SUMMARY_DTYPES: dict[str, str] = {
+    "group": "object",
+    "arm": "object",
+    "metric": "object",
+    "split": "object",
+    "protocol": "object",
+    "n": "int64",
+    "mean": "float64",
+    "std": "float64",
+    "sem": "float64",
+    "ci95": "float64",
+}
+
+
+def seed_statistics(values: Sequence[float] | np.ndarray) -> tuple[int, float, float, float, float]:
+    """``(n, mean, std, sem, ci95)`` of per-seed values: sample std (ddof = 1), std / √n, and the half-width of
+    the 95 % Student-t interval of the mean. std, sem and ci95 are NaN for n < 2; everything is NaN for n = 0."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return 0, math.nan, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if n < 2:
+        return n, mean, math.nan, math.nan, math.nan
+    std = float(x.std(ddof=1))
+    sem = std / math.sqrt(n)
+    ci = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
+    return n, mean, std, sem, ci
+
+
+def _metric_order(metrics: Iterable[str]) -> dict[str, int]:
+    """Known metrics in ``METRIC_NAMES`` order, then the others in order of appearance."""
+    order = {m: i for i, m in enumerate(METRIC_NAMES)}
+    for m in dict.fromkeys(metrics):
+        order.setdefault(m, len(order))
+    return order
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Display precision (shared by the renderers and by the best / improved decisions)
+
+
+def _is_delta(metric: str) -> bool:
+    return metric.startswith("delta")
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric value as the tables print it: δ in percent with one decimal (0.8691 → "86.9"), every other metric
+    with three decimals, ``MISSING`` for NaN."""
+    if not math.isfinite(value):
+        return MISSING
+    if _is_delta(metric):
+        return f"{100.0 * value:.1f}"
+    return f"{value:.3f}"
+
+
+def _direction(metric: str) -> bool | None:
+    return HIGHER_IS_BETTER.get(metric)
+
+
+def _outcome(metric: str, value: float, baseline: float) -> Outcome | None:
+    """Improved / degraded / tie of ``value`` against ``baseline``, at the displayed precision."""
+    higher = _direction(metric)
+    if higher is None or not (math.isfinite(value) and math.isfinite(baseline)):
+        return None
+    if format_value(metric, value) == format_value(metric, baseline):
+        return "tie"
+    return "improved" if (value > baseline) == higher else "degraded"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Baseline comparison
+
+
+def compare(summary: pd.DataFrame, layout: TableLayout, descriptors: pd.DataFrame) -> pd.DataFrame:
+    """Each arm of every group of ``layout`` other than ``layout.baseline`` against its baseline arm.
+
+    The baseline arm is the arm of group ``layout.baseline`` whose descriptor ``layout.baseline_key`` has the same
+    value (Table 5(b) vs 5(a): the same loss set). Per metric in ``layout.metrics`` measured on both sides, returns
+    the columns ``COMPARISON_COLUMNS``: both means, stds and n, ``diff`` = mean − baseline_mean, ``outcome``
+    ("improved" / "degraded" / "tie", direction-aware and at the displayed precision; None for a metric without a
+    known direction) and ``p_value``, Welch's unequal-variance t-test across seeds (NaN unless both n ≥ 2 and
+    some std > 0). Arms without a baseline match, and metrics missing on either side, give no row.
+
+    Raises :class:`ReportError` when the descriptors lack ``baseline_key`` or two baseline arms share a key.
+    """
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in COMPARISON_COLUMNS})
+    if layout.baseline is None:
+        return empty
+    matches = _baseline_matches(layout, descriptors)
+    stats_by_key = _summary_lookup(summary, layout.split)
+    rows: list[dict[str, Any]] = []
+    for (group, arm), base_arm in matches.items():
+        for metric in layout.metrics:
+            a = stats_by_key.get((group, arm, metric))
+            b = stats_by_key.get((layout.baseline, base_arm, metric))
+            if a is None or b is None or not (math.isfinite(a.mean) and math.isfinite(b.mean)):
+                continue
+            rows.append(
+                {
+                    "group": group,
+                    "arm": arm,
+                    "metric": metric,
+                    "baseline_group": layout.baseline,
+                    "baseline_arm": base_arm,
+                    "mean": a.mean,
+                    "std": a.std,
+                    "n": a.n,
+                    "baseline_mean": b.mean,
+                    "baseline_std": b.std,
+                    "baseline_n": b.n,
+                    "diff": a.mean - b.mean,
+                    "outcome": _outcome(metric, a.mean, b.mean),
+                    "p_value": welch_p_value(a.mean, a.std, a.n, b.mean, b.std, b.n),
+                }
+            )
+    if not rows:
+        return empty
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def welch_p_value(mean1: float, std1: float, n1: int, mean2: float, std2: float, n2: int) -> float:
+    """Two-sided p-value of Welch's t-test from the seed statistics of two arms (identical to
+    ``scipy.stats.ttest_ind(a, b, equal_var=False)`` on the raw values). NaN when either n < 2 or both stds are 0."""
+    if n1 < 2 or n2 < 2 or not (math.isfinite(std1) and math.isfinite(std2)) or std1 == std2 == 0.0:
+        return math.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind_from_stats(mean1, std1, n1, mean2, std2, n2, equal_var=False)
+    return float(result.pvalue)
+
+
+@dataclass(frozen=True)
+class _Stat:
+    n: int
+    mean: float
+    std: float
+    sem: float
+    ci95: float
+    protocol: str | None
+
+
+def _summary_lookup(summary: pd.DataFrame, split: str | None) -> dict[tuple[str, str, str], _Stat]:
+    required = ("group", "arm", "metric", "n", "mean", "std")
+    missing = [c for c in required if c not in summary.columns]
+    if missing:
+        raise ReportError(f"summary frame: expected columns {list(required)}, missing {missing}")
+    frame = summary
+    if split is not None and "split" in frame.columns:
+        frame = frame[frame["split"] == split]
+    out: dict[tuple[str, str, str], _Stat] = {}
+    for rec in frame.to_dict("records"):
+        out[(str(rec["group"]), str(rec["arm"]), str(rec["metric"]))] = _Stat(
+            n=int(rec["n"]),
+            mean=float(rec["mean"]),
+            std=float(rec["std"]),
+            sem=float(rec.get("sem", math.nan)),
+            ci95=float(rec.get("ci95", math.nan)),
+            protocol=None if _is_missing(rec.get("protocol")) else str(rec.get("protocol")),
+        )
+    return out
+
+
+def _descriptor_lookup(descriptors: pd.DataFrame | None) -> dict[tuple[str, str], dict[str, Any]]:
+    if descriptors is None or descriptors.empty:
+        return {}
+    missing = [c for c in ("group", "arm") if c not in descriptors.columns]
+    if missing:
+        raise ReportError(f"descriptors frame: expected columns ['group', 'arm', ...], missing {missing}")
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in descriptors.to_dict("records"):
+        key = (str(rec.pop("group")), str(rec.pop("arm")))
+        if key in out:
+            raise ReportError(f"descriptors frame: arm {key[0]}/{key[1]} appears twice; expected one row per arm")
+        out[key] = rec
+    return out
+
+
+def _baseline_matches(layout: TableLayout, descriptors: pd.DataFrame | None) -> dict[tuple[str, str], str]:
+    """``(group, arm) -> baseline arm`` for every arm of a compared group that has a match."""
+    if layout.baseline is None:
+        return {}
+    lookup = _descriptor_lookup(descriptors)
+    key = layout.baseline_key
+    if lookup and not any(key in values for values in lookup.values()):
+        raise ReportError(
+            f"table {layout.name!r}: baseline_key {key!r} is not a descriptor column; "
+            f"got {sorted({c for values in lookup.values() for c in values})}"
+        )
+    by_value: dict[Any, list[str]] = {}
+    for (group, arm), values in lookup.items():
+        if group == layout.baseline and not _is_missing(values.get(key)):
+            by_value.setdefault(_hashable(values[key]), []).append(arm)
+    for value, arms in by_value.items():
+        if len(arms) > 1:
+            raise ReportError(
+                f"table {layout.name!r}: baseline group {layout.baseline!r} has {len(arms)} arms with "
+                f"{key} = {value!r} ({', '.join(arms)}); expected at most one"
+            )
+    matches: dict[tuple[str, str], str] = {}
+    for (group, arm), values in lookup.items():
+        if group == layout.baseline or group not in layout.groups or _is_missing(values.get(key)):
+            continue
+        base = by_value.get(_hashable(values[key]))
+        if base:
+            matches[(group, arm)] = base[0]
+    return matches
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3. The table model
+
+
+@dataclass(frozen=True)
+class Column:
+    """A header cell: ``key`` (arm / descriptor / "n" / metric name), its labels and its role."""
+
+    key: str
+    label: str
+    latex: str
+    kind: Literal["arm", "descriptor", "n", "metric"]
+    higher_is_better: bool | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric of one row. Measured rows: mean, std, n, sem, ci95 over seeds; reference rows: ``mean`` is the
+    published value (n = 0). ``best``: bold. ``outcome`` / ``diff`` / ``p_value``: against the baseline row."""
+
+    mean: float = math.nan
+    std: float = math.nan
+    n: int = 0
+    sem: float = math.nan
+    ci95: float = math.nan
+    best: bool = False
+    outcome: Outcome | None = None
+    diff: float = math.nan
+    p_value: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        """Welch p < 0.05 (only meaningful on a coloured cell)."""
+        return math.isfinite(self.p_value) and self.p_value < _SIGNIFICANCE
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: the measured row of an arm (``source`` None) or one of its reference rows (``source`` e.g.
+    "paper"), which follow it."""
+
+    arm: str
+    source: str | None
+    descriptors: Mapping[str, Any]
+    n: int
+    cells: Mapping[str, Cell]
+    baseline_arm: str | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A sub-table: one group of the spec, with its title ("(a) Combination of loss functions")."""
+
+    group: str
+    title: str
+    rows: tuple[Row, ...]
+
+    @property
+    def has_runs(self) -> bool:
+        """Whether any arm of this part has a measured value."""
+        return any(r.source is None and r.n > 0 for r in self.rows)
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """Everything the renderers print, already decided (values, best, outcomes)."""
+
+    name: str
+    title: str
+    split: str
+    columns: tuple[Column, ...]
+    sections: tuple[Section, ...]
+    baseline: str | None = None
+    baseline_part: str | None = None
+    baseline_key: str = "losses"
+    protocols: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Metric names in column order."""
+        return tuple(c.key for c in self.columns if c.kind == "metric")
+
+    @property
+    def descriptor_columns(self) -> tuple[str, ...]:
+        """Descriptive column keys in column order."""
+        return tuple(c.key for c in self.columns if c.kind == "descriptor")
+
+    @property
+    def has_runs(self) -> bool:
+        """Whether any arm of the table has a measured value."""
+        return any(s.has_runs for s in self.sections)
+
+
+def build_table(
+    summary: pd.DataFrame,
+    layout: TableLayout,
+    descriptors: pd.DataFrame | None = None,
+    references: pd.DataFrame | None = None,
+    comparisons: pd.DataFrame | None = None,
+) -> ReportTable:
+    """Assemble the table model of ``layout`` from a :func:`summarize` frame, the arms' descriptive values
+    (``[group, arm, <column>...]``), the paper's numbers (``[group, arm, source, metric, value]``, δ as fractions)
+    and the baseline comparisons (default: :func:`compare` of the same inputs).
+
+    Arms appear in the order of ``descriptors``, then of ``summary``, then of ``references``. Each measured row is
+    followed by one italic row per reference source of the same arm. Bold best: per metric within a part, among
+    at least two measured means, direction-aware, ties (at the displayed precision) all bold.
+    """
+    stats_by_key = _summary_lookup(summary, layout.split)
+    described = _descriptor_lookup(descriptors)
+    refs = _reference_lookup(references)
+    if comparisons is None:
+        comparisons = compare(summary, layout, descriptors if descriptors is not None else pd.DataFrame())
+    matches = _baseline_matches(layout, descriptors)
+    outcome_of = {(str(r["group"]), str(r["arm"]), str(r["metric"])): r for r in comparisons.to_dict("records")}
+    sources = tuple(dict.fromkeys(src for (_, _, src) in refs))
+    ref_outcomes = _reference_outcomes(refs, sources, layout, matches)
+
+    columns = _columns(layout)
+    sections: list[Section] = []
+    protocols: dict[str, None] = {}
+    for group in layout.groups:
+        arms = dict.fromkeys(
+            [a for (g, a) in described if g == group]
+            + [a for (g, a, _) in stats_by_key if g == group]
+            + [a for (g, a, _) in refs if g == group]
+        )
+        best = _best_means(layout.metrics, [{m: stats_by_key.get((group, a, m)) for m in layout.metrics} for a in arms])
+        rows: list[Row] = []
+        for arm in arms:
+            values = described.get((group, arm), {})
+            shown = {c: values.get(c) for c in layout.columns}
+            cells: dict[str, Cell] = {}
+            for metric in layout.metrics:
+                st = stats_by_key.get((group, arm, metric))
+                if st is None:
+                    cells[metric] = Cell()
+                    continue
+                if st.protocol is not None:
+                    protocols[st.protocol] = None
+                cmp = outcome_of.get((group, arm, metric))
+                cells[metric] = Cell(
+                    mean=st.mean,
+                    std=st.std,
+                    n=st.n,
+                    sem=st.sem,
+                    ci95=st.ci95,
+                    best=metric in best and format_value(metric, st.mean) == best[metric],
+                    outcome=None if cmp is None or _is_missing(cmp["outcome"]) else cmp["outcome"],
+                    diff=math.nan if cmp is None else float(cmp["diff"]),
+                    p_value=math.nan if cmp is None else float(cmp["p_value"]),
+                )
+            n = max((c.n for c in cells.values()), default=0)
+            base_arm = matches.get((group, arm))
+            rows.append(Row(arm, None, shown, n, cells, base_arm))
+            for source in sources:
+                ref = refs.get((group, arm, source))
+                if ref is None:
+                    continue
+                ref_cells = {
+                    m: Cell(mean=ref.get(m, math.nan), outcome=ref_outcomes.get((group, arm, source, m)))
+                    for m in layout.metrics
+                }
+                rows.append(Row(arm, source, shown, 0, ref_cells, base_arm))
+        sections.append(Section(group, layout.group_title(group), tuple(rows)))
+
+    return ReportTable(
+        name=layout.name,
+        title=layout.title,
+        split=layout.split,
+        columns=columns,
+        sections=tuple(sections),
+        baseline=layout.baseline,
+        baseline_part=None if layout.baseline is None else layout.part(layout.baseline),
+        baseline_key=layout.baseline_key,
+        protocols=tuple(protocols),
+        sources=sources,
+    )
+
+
+def _columns(layout: TableLayout) -> tuple[Column, ...]:
+    cols = [Column("arm", "Arm", "Arm", "arm")]
+    for c in layout.columns:
+        label, latex = COLUMN_LABELS.get(c, (c, _latex_escape(c)))
+        cols.append(Column(c, label, latex, "descriptor"))
+    cols.append(Column("n", "n", "$n$", "n"))
+    for m in layout.metrics:
+        higher = _direction(m)
+        label = METRIC_LABELS.get(m, m)
+        latex = METRIC_LATEX.get(m, _latex_escape(m))
+        if _is_delta(m):
+            label += " (%)"
+            latex += r" (\%)"
+        if higher is not None:
+            label += " ↑" if higher else " ↓"
+            latex += r" $\uparrow$" if higher else r" $\downarrow$"
+        cols.append(Column(m, label, latex, "metric", higher))
+    return tuple(cols)
+
+
+def _best_means(metrics: Sequence[str], arms: Sequence[Mapping[str, _Stat | None]]) -> dict[str, str]:
+    """Per metric with a direction, the displayed best mean among at least two measured arms."""
+    best: dict[str, str] = {}
+    for metric in metrics:
+        higher = _direction(metric)
+        means = [s.mean for arm in arms if (s := arm.get(metric)) is not None and math.isfinite(s.mean)]
+        if higher is None or len(means) < 2:
+            continue
+        best[metric] = format_value(metric, max(means) if higher else min(means))
+    return best
+
+
+def _reference_lookup(references: pd.DataFrame | None) -> dict[tuple[str, str, str], dict[str, float]]:
+    if references is None or references.empty:
+        return {}
+    missing = [c for c in REFERENCE_COLUMNS if c not in references.columns]
+    if missing:
+        raise ReportError(f"references frame: expected columns {list(REFERENCE_COLUMNS)}, missing {missing}")
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for rec in references.to_dict("records"):
+        metric = str(rec["metric"])
+        value = float(rec["value"])
+        if _is_delta(metric) and value > 1.0:
+            raise ReportError(
+                f"reference {rec['group']}/{rec['arm']} ({rec['source']}): {metric} = {value} looks like a "
+                f"percentage; expected a fraction ({value / 100:g})"
+            )
+        cells = out.setdefault((str(rec["group"]), str(rec["arm"]), str(rec["source"])), {})
+        if metric in cells and cells[metric] != value:
+            raise ReportError(
+                f"reference {rec['group']}/{rec['arm']} ({rec['source']}) gives {metric} twice "
+                f"({cells[metric]} and {value}); expected once"
+            )
+        cells[metric] = value
+    return out
+
+
+def _reference_outcomes(
+    refs: Mapping[tuple[str, str, str], Mapping[str, float]],
+    sources: Sequence[str],
+    layout: TableLayout,
+    matches: Mapping[tuple[str, str], str],
+) -> dict[tuple[str, str, str, str], Outcome | None]:
+    """The paper's own red / blue: each reference row against the same source's row of the baseline arm."""
+    out: dict[tuple[str, str, str, str], Outcome | None] = {}
+    for (group, arm), base_arm in matches.items():
+        for source in sources:
+            mine = refs.get((group, arm, source))
+            theirs = refs.get((str(layout.baseline), base_arm, source))
+            if mine is None or theirs is None:
+                continue
+            for metric in layout.metrics:
+                if metric in mine and metric in theirs:
+                    out[(group, arm, source, metric)] = _outcome(metric, mine[metric], theirs[metric])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Descriptor values
+
+
+def _describe(value: Any) -> str:
+    """A descriptive value as text: ✓ / – for flags (as the paper), "3 → -3" for schedules, – when missing."""
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, bool | np.bool_):
+        return "✓" if value else MISSING
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    if isinstance(value, list | tuple | np.ndarray):
+        return ", ".join(_describe(v) for v in value)
+    return str(value).replace("->", "→")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+
+def _md_cell(metric: str, cell: Cell, row: Row) -> str:
+    if not math.isfinite(cell.mean):
+        return MISSING
+    text = format_value(metric, cell.mean)
+    if row.source is None:
+        if math.isfinite(cell.std):
+            text += f" ± {format_value(metric, cell.std)}"
+        if cell.n != row.n:
+            text += f" (n={cell.n})"
+        if cell.best:
+            text = f"**{text}**"
+    else:
+        text = f"*{text}*"
+    if cell.outcome in _MARKERS:
+        text += f" {_MARKERS[cell.outcome]}"
+        if row.source is None and cell.significant:
+            text += "†"
+    return text
+
+
+def _md_row(table: ReportTable, row: Row) -> list[str]:
+    out: list[str] = []
+    for col in table.columns:
+        if col.kind == "arm":
+            out.append(_md_escape(row.arm) if row.source is None else f"↳ *{_md_escape(row.source)}*")
+        elif col.kind == "descriptor":
+            out.append(_md_escape(_describe(row.descriptors.get(col.key))) if row.source is None else "")
+        elif col.kind == "n":
+            out.append(str(row.n) if row.source is None else "")
+        else:
+            out.append(_md_cell(col.key, row.cells[col.key], row))
+    return out
+
+
+def _pipe_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    widths = [max([len(h), 3, *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right, strict=True)]
+    return [line(header), "|" + "|".join(rule) + "|", *(line(r) for r in rows)]
+
+
+def _legend(table: ReportTable, *, latex: bool) -> str:
+    def em(text: str) -> str:
+        return rf"\textit{{{text}}}" if latex else f"*{text}*"
+
+    pm, n = (r"$\pm$", "$n$") if latex else ("±", "n")
+    parts = [
+        f"Mean {pm} sample std over the {n} seeds of each arm (split {table.split}"
+        + (f", protocol {', '.join(table.protocols)}" if table.protocols else "")
+        + ")",
+        (r"$\uparrow$/$\downarrow$" if latex else "↑/↓") + ": higher/lower is better",
+        ("bold" if latex else "**bold**") + ": best mean per metric within a part (ties all bold)",
+    ]
+    if table.baseline is not None:
+        key_label = dict((c.key, c.label) for c in table.columns).get(
+            table.baseline_key, COLUMN_LABELS.get(table.baseline_key, (table.baseline_key, ""))[0]
+        )
+        against = f"the row of {table.baseline_part} with the same {key_label.lower()}"
+        if latex:
+            parts.append(
+                rf"\textcolor{{red}}{{red}}/\textcolor{{blue}}{{blue}}: better/worse mean than {_latex_escape(against)}"
+                r"; $^\dagger$: Welch's t-test across seeds $p < 0.05$"
+            )
+        else:
+            parts.append(
+                f"(+)/(−): better/worse mean than {against} (the paper's red/blue); "
+                "†: Welch's t-test across seeds p < 0.05 (p-values in the CSV)"
+            )
+    if table.sources:
+        names = ", ".join(table.sources)
+        authors = r"Lee \& Kim" if latex else "Lee & Kim"
+        parts.append(
+            f"{em(names)} rows: published values ({authors}, ECCV 2020), with their own "
+            + ("red/blue" if latex else "(+)/(−)")
+        )
+    parts.append(f"{MISSING if not latex else '--'}: not available")
+    return "; ".join(parts) + "."
+
+
+def render_markdown(table: ReportTable) -> str:
+    """The table as GitHub Markdown: a title, one pipe table per part, and a legend line."""
+    lines = [f"### {table.title}", ""]
+    header = [c.label for c in table.columns]
+    right = [c.kind in ("n", "metric") for c in table.columns]
+    for section in table.sections:
+        lines.append(f"**{_md_escape(section.title)}**")
+        lines.append("")
+        if not section.rows:
+            lines.append("*no arms in this part*")
+        else:
+            if not section.has_runs:
+                lines += ["*no finished runs yet*", ""]
+            lines += _pipe_table(header, [_md_row(table, r) for r in section.rows], right)
+        lines.append("")
+    lines.append(_legend(table, latex=False))
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LaTeX
+
+
+_LATEX_CHARS: dict[str, str] = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "|": r"$|$",
+    "<": r"$<$",
+    ">": r"$>$",
+    "→": r"$\rightarrow$",
+    "✓": r"\checkmark",
+    "–": "--",
+    "−": "$-$",
+    "±": r"$\pm$",
+    "λ": r"$\lambda$",
+    "δ": r"$\delta$",
+    "ℓ": r"$\ell$",
+    "ℒ": r"$\mathcal{L}$",
+    "∪": r"$\cup$",
+    "∩": r"$\cap$",
+    "∖": r"$\setminus$",
+    "↳": r"$\hookrightarrow$",
+}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_CHARS.get(ch, ch) for ch in text)
+
+
+#: Descriptive columns whose values are loss-set expressions, typeset as in the paper ($\mathcal{L}_D \cup ...$).
+LOSS_COLUMNS: frozenset[str] = frozenset({"losses"})
+
+_LOSS_TOKEN = re.compile(
+    r"\s*(?:(?P<loss>[lℓ]_(?P<term>[A-Za-z0-9]+)(?:\^(?P<scale>\d))?)"
+    r"|(?P<set>[Lℒ](?:_(?P<sub>[A-Z]))?(?:\^(?P<sup>\d))?)"
+    r"|(?P<op>[|∪&∩∖\\-])|(?P<punct>[{}(),]))\s*"
+)
+_LOSS_OPS: dict[str, str] = {"|": r"\cup", "∪": r"\cup", "&": r"\cap", "∩": r"\cap", "-": r"\setminus"}
+_LOSS_OPS |= {"∖": r"\setminus", "\\": r"\setminus", "{": r"\{", "}": r"\}", "(": "(", ")": ")", ",": ","}
+_NUMERIC = re.compile(r"[-+0-9.eE\s→−]+")
+
+
+def _latex_losses(text: str) -> str | None:
+    r"""A loss-set expression in the paper's notation ("L_D | L_G" → $\mathcal{L}_{D} \cup \mathcal{L}_{G}$),
+    or None when ``text`` is not one (then it is escaped as plain text)."""
+    parts: list[str] = []
+    pos = 0
+    while pos < len(text):
+        match = _LOSS_TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            return None
+        pos = match.end()
+        if match["loss"]:
+            scale = f"^{{{match['scale']}}}" if match["scale"] else ""
+            parts.append(rf"\ell_{{{match['term']}}}{scale}")
+        elif match["set"]:
+            sub = f"_{{{match['sub']}}}" if match["sub"] else ""
+            sup = f"^{{{match['sup']}}}" if match["sup"] else ""
+            parts.append(rf"\mathcal{{L}}{sub}{sup}")
+        else:
+            parts.append(_LOSS_OPS[match["op"] or match["punct"]])
+    return f"${' '.join(parts)}$" if parts else None
+
+
+def _latex_descriptor(column: str, value: Any) -> str:
+    text = _describe(value)
+    if text == MISSING:
+        return "--"
+    if column in LOSS_COLUMNS and (math_text := _latex_losses(text)) is not None:
+        return math_text
+    if _NUMERIC.fullmatch(text) and any(ch.isdigit() for ch in text) and any(ch in "-→−" for ch in text):
+        # numbers and schedules ("3 → -3") in math mode, so that minus signs are minus signs
+        return "$" + text.replace("→", r"\rightarrow").replace("−", "-") + "$"
+    return _latex_escape(text)
+
+
+def _tex_cell(metric: str, cell: Cell, row: Row) -> str:
+    if not math.isfinite(cell.mean):
+        return "--"
+    text = format_value(metric, cell.mean)
+    if row.source is None:
+        if math.isfinite(cell.std):
+            text += rf" $\pm$ {format_value(metric, cell.std)}"
+        if cell.n != row.n:
+            text += f" ($n$={cell.n})"
+        if cell.best:
+            text = rf"\textbf{{{text}}}"
+    else:
+        text = rf"\textit{{{text}}}"
+    if cell.outcome in _LATEX_COLOURS:
+        text = rf"\textcolor{{{_LATEX_COLOURS[cell.outcome]}}}{{{text}}}"
+        if row.source is None and cell.significant:
+            text += r"$^\dagger$"
+    return text
+
+
+def _tex_row(table: ReportTable, row: Row) -> str:
+    out: list[str] = []
+    for col in table.columns:
+        if col.kind == "arm":
+            out.append(
+                _latex_escape(row.arm) if row.source is None else rf"\quad\textit{{{_latex_escape(row.source)}}}"
+            )
+        elif col.kind == "descriptor":
+            out.append(_latex_descriptor(col.key, row.descriptors.get(col.key)) if row.source is None else "")
+        elif col.kind == "n":
+            out.append(str(row.n) if row.source is None else "")
+        else:
+            out.append(_tex_cell(col.key, row.cells[col.key], row))
+    return " & ".join(out) + r" \\"
+
+
+def render_latex(table: ReportTable) -> str:
+    """The table as a LaTeX ``table`` float (booktabs rules, bold best, red/blue against the baseline, italic
+    paper rows); the caption carries the title and the legend. Needs ``\\usepackage{booktabs,xcolor,amssymb}``."""
+    spec = "".join(
+        "r" if c.kind in ("n", "metric") else ("l" if c.kind == "arm" or c.key in LOSS_COLUMNS else "c")
+        for c in table.columns
+    )
+    width = len(table.columns)
+    lines = [
+        f"% Requires {_LATEX_PACKAGES}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(table.title)}. {_legend(table, latex=True)}}}",
+        rf"\label{{tab:{_latex_escape(table.name)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(c.latex for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
+    for i, section in enumerate(table.sections):
+        if i:
+            lines.append(r"\midrule")
+        title = _latex_escape(section.title)
+        if not section.has_runs:
+            title += r" --- \textit{no finished runs yet}"
+        lines.append(rf"\multicolumn{{{width}}}{{l}}{{{title}}} \\")
+        lines += [_tex_row(table, r) for r in section.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CSV
+
+
+def table_frame(table: ReportTable) -> pd.DataFrame:
+    """The table in long, machine-readable form: one row per (part, arm, metric) with the raw seed statistics
+    (δ as fractions), the flags, the baseline comparison and one column per reference source (e.g. ``paper``) with
+    its value and ``<source>_outcome``."""
+    reserved = ["table", "group", "group_title", "arm", "metric", "n", "mean", "std", "sem", "ci95", "best"]
+    reserved += ["baseline_arm", "diff", "outcome", "p_value", "split", "protocol", *table.descriptor_columns]
+    for source in table.sources:
+        if source in reserved or f"{source}_outcome" in reserved:
+            raise ReportError(f"reference source {source!r} clashes with a CSV column name; rename the source")
+    records: list[dict[str, Any]] = []
+    for section in table.sections:
+        measured = [r for r in section.rows if r.source is None]
+        refs = {(r.arm, r.source): r for r in section.rows if r.source is not None}
+        for row in measured:
+            for metric in table.metrics:
+                cell = row.cells[metric]
+                rec: dict[str, Any] = {
+                    "table": table.name,
+                    "group": section.group,
+                    "group_title": section.title,
+                    "arm": row.arm,
+                }
+                for c in table.descriptor_columns:
+                    value = row.descriptors.get(c)
+                    rec[c] = _describe(value) if isinstance(value, list | tuple | np.ndarray) else value
+                rec |= {
+                    "split": table.split,
+                    "protocol": ", ".join(table.protocols) or None,
+                    "metric": metric,
+                    "n": cell.n,
+                    "mean": cell.mean,
+                    "std": cell.std,
+                    "sem": cell.sem,
+                    "ci95": cell.ci95,
+                    "best": cell.best,
+                    "baseline_arm": row.baseline_arm,
+                    "diff": cell.diff,
+                    "outcome": cell.outcome,
+                    "p_value": cell.p_value,
+                }
+                for source in table.sources:
+                    ref = refs.get((row.arm, source))
+                    rec[source] = math.nan if ref is None else ref.cells[metric].mean
+                    rec[f"{source}_outcome"] = None if ref is None else ref.cells[metric].outcome
+                records.append(rec)
+    columns = ["table", "group", "group_title", "arm", *table.descriptor_columns, "split", "protocol", "metric"]
+    columns += ["n", "mean", "std", "sem", "ci95", "best", "baseline_arm", "diff", "outcome", "p_value"]
+    for source in table.sources:
+        columns += [source, f"{source}_outcome"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _csv_value(value: Any) -> str:
+    if _is_missing(value):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.10g}"
+    return str(value)
+
+
+def render_csv(table: ReportTable) -> str:
+    """:func:`table_frame` as CSV (``\\n`` line ends, floats to 10 significant digits, empty = missing)."""
+    frame = table_frame(table)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(frame.columns)
+    for rec in frame.itertuples(index=False):
+        writer.writerow([_csv_value(v) for v in rec])
+    return buffer.getvalue()
+
+
+__all__ = [
+    "COLUMN_LABELS",
+    "COMPARISON_COLUMNS",
+    "METRICS_FRAME_COLUMNS",
+    "MISSING",
+    "REFERENCE_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "Cell",
+    "Column",
+    "ReportError",
+    "ReportTable",
+    "Row",
+    "Section",
+    "TableLayout",
+    "build_table",
+    "compare",
+    "format_value",
+    "render_csv",
+    "render_latex",
+    "render_markdown",
+    "seed_statistics",
+    "summarize",
+    "table_frame",
+    "welch_p_value",
+]

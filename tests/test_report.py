@@ -1,0 +1,474 @@
+"""Tests of suite.report: seed statistics, baseline comparisons, bold / red-blue decisions, and the renderers.
+
+Golden files: ``tests/golden/report_table5.{md,tex,csv}`` are the three renderings of a fixed, hand-made
+Table 5-like frame (parts (a) and (b), 3 seeds, the paper's numbers as references). A rendering that changes on
+purpose is accepted by regenerating them and reviewing the diff::
+
+    MLRD_UPDATE_GOLDEN=1 python -m pytest -p no:xdist -q tests/test_report.py -k golden
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from suite.report import (
+    COMPARISON_COLUMNS,
+    SUMMARY_COLUMNS,
+    Cell,
+    ReportError,
+    ReportTable,
+    TableLayout,
+    build_table,
+    compare,
+    format_value,
+    render_csv,
+    render_latex,
+    render_markdown,
+    summarize,
+    table_frame,
+    welch_p_value,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = os.environ.get("MLRD_UPDATE_GOLDEN") == "1"
+
+METRICS = ("delta1", "rmse", "rmse_log", "abs_rel")
+SEEDS = (0, 1, 2)
+
+# Per-seed test values at the last epoch, hand-made near the paper's Table 5 numbers. (a) has a displayed tie on
+# RMSE log (ld_lg and all: 0.154); (b) improves on (a) for most metrics and degrades ARD of L_D ∪ L_G.
+MEASURED: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {
+    ("combination", "ld0"): {
+        "delta1": (0.841, 0.846, 0.850),
+        "rmse": (0.481, 0.476, 0.470),
+        "rmse_log": (0.166, 0.165, 0.163),
+        "abs_rel": (0.129, 0.131, 0.127),
+    },
+    ("combination", "ld_lg"): {
+        "delta1": (0.861, 0.866, 0.858),
+        "rmse": (0.449, 0.452, 0.444),
+        "rmse_log": (0.154, 0.155, 0.153),
+        "abs_rel": (0.119, 0.117, 0.121),
+    },
+    ("combination", "all"): {
+        "delta1": (0.863, 0.860, 0.868),
+        "rmse": (0.445, 0.441, 0.447),
+        "rmse_log": (0.153, 0.156, 0.153),
+        "abs_rel": (0.122, 0.120, 0.125),
+    },
+    ("rebalancing", "ld_lg_rb"): {
+        "delta1": (0.866, 0.871, 0.869),
+        "rmse": (0.438, 0.441, 0.436),
+        "rmse_log": (0.152, 0.151, 0.153),
+        "abs_rel": (0.121, 0.118, 0.123),
+    },
+    ("rebalancing", "all_rb"): {
+        "delta1": (0.870, 0.872, 0.866),
+        "rmse": (0.433, 0.437, 0.432),
+        "rmse_log": (0.150, 0.151, 0.149),
+        "abs_rel": (0.122, 0.121, 0.120),
+    },
+}
+
+# group, arm, losses, # losses, I, R, λ
+DESCRIPTORS = pd.DataFrame(
+    [
+        ("combination", "ld0", "{l_D^0}", 1, False, False, "0"),
+        ("combination", "ld_lg", "L_D ∪ L_G", 36, False, False, "0"),
+        ("combination", "all", "L", 78, False, False, "0"),
+        ("rebalancing", "ld_lg_rb", "L_D ∪ L_G", 36, True, True, "3 -> -3"),
+        ("rebalancing", "all_rb", "L", 78, True, True, "3 -> -3"),
+        ("rebalancing", "l0_rb", "L^0", 13, True, True, "3 -> -3"),
+    ],
+    columns=["group", "arm", "losses", "n_losses", "init", "rebalance", "lambda"],
+)
+
+# The paper's Table 5 values of the same settings (δ as fractions).
+PAPER: dict[tuple[str, str], tuple[float, float, float, float]] = {
+    ("combination", "ld0"): (0.848, 0.474, 0.164, 0.128),
+    ("combination", "ld_lg"): (0.865, 0.445, 0.153, 0.117),
+    ("combination", "all"): (0.864, 0.440, 0.153, 0.122),
+    ("rebalancing", "ld_lg_rb"): (0.869, 0.437, 0.151, 0.118),
+    ("rebalancing", "all_rb"): (0.870, 0.434, 0.150, 0.117),
+    ("rebalancing", "l0_rb"): (0.848, 0.466, 0.161, 0.126),
+}
+
+LAYOUT = TableLayout(
+    name="table5",
+    title="Table 5. Ablation studies (synthetic demo)",
+    groups=("combination", "rebalancing"),
+    metrics=METRICS,
+    columns=("losses", "n_losses", "init", "rebalance", "lambda"),
+    split="test",
+    baseline="combination",
+    baseline_key="losses",
+    group_titles={
+        "combination": "Combination of loss functions",
+        "rebalancing": "Effectiveness of loss rebalancing algorithm",
+    },
+)
+
+
+def metrics_frame(measured: Mapping[tuple[str, str], Mapping[str, Sequence[float]]] = MEASURED) -> pd.DataFrame:
+    """The store's long frame: epochs 0 and 1 of split test (epoch 0 worse), plus a val split that must be ignored."""
+    rows = []
+    for (group, arm), by_metric in measured.items():
+        for metric, values in by_metric.items():
+            for seed, value in zip(SEEDS, values, strict=False):
+                run = f"{group}-{arm}-s{seed}"
+                base = dict(run_id=run, spec="table5", group=group, arm=arm, seed=seed, protocol="synthetic")
+                rows.append(base | dict(split="test", epoch=1, metric=metric, value=value))
+                rows.append(base | dict(split="test", epoch=0, metric=metric, value=value * 1.5))
+                rows.append(base | dict(split="val", epoch=1, metric=metric, value=value * 0.5))
+    return pd.DataFrame(rows)
+
+
+def references_frame() -> pd.DataFrame:
+    rows = [
+        dict(group=g, arm=a, source="paper", metric=m, value=v)
+        for (g, a), values in PAPER.items()
+        for m, v in zip(METRICS, values, strict=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def golden_table() -> ReportTable:
+    summary = summarize(metrics_frame())
+    return build_table(summary, LAYOUT, DESCRIPTORS, references_frame())
+
+
+def cell_of(table: ReportTable, group: str, arm: str, metric: str, source: str | None = None) -> Cell:
+    section = next(s for s in table.sections if s.group == group)
+    row = next(r for r in section.rows if r.arm == arm and r.source == source)
+    return row.cells[metric]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summarize
+
+
+def test_summary_statistics_match_numpy() -> None:
+    summary = summarize(metrics_frame())
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert len(summary) == len(MEASURED) * len(METRICS)
+    for rec in summary.to_dict("records"):
+        x = np.array(MEASURED[(rec["group"], rec["arm"])][rec["metric"]])
+        sem = x.std(ddof=1) / np.sqrt(3)
+        assert rec["n"] == 3
+        assert rec["split"] == "test" and rec["protocol"] == "synthetic"
+        assert rec["mean"] == pytest.approx(x.mean(), rel=1e-12)
+        assert rec["std"] == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert rec["sem"] == pytest.approx(sem, rel=1e-12)
+        assert rec["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * sem, rel=1e-12)
+    # rows follow the arms' first appearance, metrics follow METRIC_NAMES
+    assert list(summary["metric"][:4]) == ["delta1", "rmse", "abs_rel", "rmse_log"]
+    assert list(dict.fromkeys(summary["arm"])) == ["ld0", "ld_lg", "all", "ld_lg_rb", "all_rb"]
+
+
+def test_summary_last_epoch_is_per_run() -> None:
+    frame = pd.DataFrame(
+        [
+            # run a stopped after epoch 1, run b reached epoch 2: each run's own last epoch counts
+            dict(run_id="a", seed=0, epoch=0, value=9.0),
+            dict(run_id="a", seed=0, epoch=1, value=1.0),
+            dict(run_id="b", seed=1, epoch=1, value=9.0),
+            dict(run_id="b", seed=1, epoch=2, value=3.0),
+            dict(run_id="b", seed=1, epoch=5, value=7.0, split="val"),  # other split: not b's last test epoch
+        ]
+    ).assign(spec="s", group="g", arm="x", protocol="p", metric="rmse")
+    frame["split"] = frame["split"].fillna("test")
+    last = summarize(frame)
+    assert last.loc[0, "n"] == 2 and last.loc[0, "mean"] == pytest.approx(2.0)
+    at1 = summarize(frame, epoch=1)
+    assert at1.loc[0, "n"] == 2 and at1.loc[0, "mean"] == pytest.approx(5.0)
+    val = summarize(frame, split="val")
+    assert val.loc[0, "n"] == 1 and val.loc[0, "mean"] == 7.0
+
+
+def test_summary_keeps_a_final_evaluation_without_epoch() -> None:
+    frame = metrics_frame({("g", "x"): {"rmse": (0.4, 0.6)}})
+    frame = frame[frame["epoch"] == 1].assign(epoch=math.nan)  # one final evaluation per run, no epoch number
+    summary = summarize(frame)
+    assert summary.loc[0, "n"] == 2 and summary.loc[0, "mean"] == pytest.approx(0.5)
+
+
+def test_summary_single_seed_has_nan_spread_and_drops_non_finite() -> None:
+    frame = metrics_frame({("g", "x"): {"rmse": (0.5, math.nan, math.inf)}})
+    summary = summarize(frame)
+    rec = summary.iloc[0]
+    assert rec["n"] == 1 and rec["mean"] == 0.5
+    assert math.isnan(rec["std"]) and math.isnan(rec["sem"]) and math.isnan(rec["ci95"])
+
+
+def test_summary_of_nothing_is_an_empty_frame() -> None:
+    summary = summarize(metrics_frame(), split="train")
+    assert summary.empty and list(summary.columns) == list(SUMMARY_COLUMNS)
+
+
+def test_summary_rejects_inconsistent_frames() -> None:
+    frame = metrics_frame()
+    with pytest.raises(ReportError, match="missing"):
+        summarize(frame.drop(columns=["seed"]))
+    twin = frame[frame["run_id"] == "combination-ld0-s0"].assign(run_id="combination-ld0-s0-v2")
+    with pytest.raises(ReportError, match="runs with seed 0"):
+        summarize(pd.concat([frame, twin]))
+    other = frame.copy()
+    other.loc[other["run_id"] == "combination-ld0-s1", "protocol"] = "nyu-eigen"
+    with pytest.raises(ReportError, match="different protocols"):
+        summarize(other)
+    clash = frame[(frame["run_id"] == "combination-ld0-s0") & (frame["epoch"] == 1)].assign(value=0.1)
+    with pytest.raises(ReportError, match="different values"):
+        summarize(pd.concat([frame, clash]))
+    # an identical duplicate row (the same run ingested twice) is harmless
+    again = summarize(pd.concat([frame, frame]))
+    assert (again["n"] == 3).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# best (bold)
+
+
+def test_bold_best_is_direction_aware() -> None:
+    table = golden_table()
+    # δ1: higher is better → all (86.4) in (a), all_rb (86.9) in (b)
+    assert cell_of(table, "combination", "all", "delta1").best
+    assert not cell_of(table, "combination", "ld_lg", "delta1").best
+    assert cell_of(table, "rebalancing", "all_rb", "delta1").best
+    # RMSE: lower is better → all (0.444) in (a)
+    assert cell_of(table, "combination", "all", "rmse").best
+    assert not cell_of(table, "combination", "ld0", "rmse").best
+    # ARD: lower → ld_lg (0.119) in (a)
+    assert cell_of(table, "combination", "ld_lg", "abs_rel").best
+    # references are never bold
+    assert not any(c.best for s in table.sections for r in s.rows if r.source for c in r.cells.values())
+
+
+def test_ties_at_displayed_precision_are_all_bold() -> None:
+    table = golden_table()
+    # RMSE log: ld_lg 0.15400 and all 0.15400 (display 0.154) tie for best in (a)
+    assert cell_of(table, "combination", "ld_lg", "rmse_log").best
+    assert cell_of(table, "combination", "all", "rmse_log").best
+    assert not cell_of(table, "combination", "ld0", "rmse_log").best
+    # exact ties too, and a difference hidden by the rounding counts as a tie
+    measured: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {
+        ("g", "x"): {"delta1": (0.9, 0.9)},
+        ("g", "y"): {"delta1": (0.9, 0.9)},
+        ("g", "z"): {"delta1": (0.90004,)},
+    }
+    layout = TableLayout(name="t", title="T", groups=("g",), metrics=("delta1",))
+    table = build_table(summarize(metrics_frame(measured)), layout)
+    assert all(cell_of(table, "g", arm, "delta1").best for arm in "xyz")
+
+
+def test_no_bold_with_a_single_measured_arm() -> None:
+    layout = TableLayout(name="t", title="T", groups=("g",), metrics=("rmse",))
+    table = build_table(summarize(metrics_frame({("g", "x"): {"rmse": (0.4, 0.5)}})), layout)
+    assert not cell_of(table, "g", "x", "rmse").best
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# baseline comparison (red / blue)
+
+
+def test_compare_matches_the_baseline_row_with_the_same_key() -> None:
+    summary = summarize(metrics_frame())
+    cmp = compare(summary, LAYOUT, DESCRIPTORS)
+    assert list(cmp.columns) == list(COMPARISON_COLUMNS)
+    pairs = set(zip(cmp["arm"], cmp["baseline_arm"], strict=True))
+    assert pairs == {("ld_lg_rb", "ld_lg"), ("all_rb", "all")}  # l0_rb has no L^0 arm in (a); no runs either
+    assert len(cmp) == 2 * len(METRICS)
+    out = {(r["arm"], r["metric"]): r for r in cmp.to_dict("records")}
+    # δ1 86.87 vs 86.17: higher is better → improved; RMSE 0.438 vs 0.448: lower → improved
+    assert out[("ld_lg_rb", "delta1")]["outcome"] == "improved"
+    assert out[("ld_lg_rb", "rmse")]["outcome"] == "improved"
+    assert out[("ld_lg_rb", "rmse")]["diff"] == pytest.approx(
+        np.mean([0.438, 0.441, 0.436]) - np.mean([0.449, 0.452, 0.444])
+    )
+    # ARD 0.1207 vs 0.1190: lower is better → degraded
+    assert out[("ld_lg_rb", "abs_rel")]["outcome"] == "degraded"
+    # ARD of L: 0.1210 vs 0.1223 → improved
+    assert out[("all_rb", "abs_rel")]["outcome"] == "improved"
+
+
+def test_compare_calls_equal_displayed_means_a_tie() -> None:
+    measured = {("a", "x"): {"rmse": (0.4001, 0.4002)}, ("b", "y"): {"rmse": (0.4003, 0.4000)}}
+    descriptors = pd.DataFrame([("a", "x", "L"), ("b", "y", "L")], columns=["group", "arm", "losses"])
+    layout = TableLayout(name="t", title="T", groups=("a", "b"), metrics=("rmse",), baseline="a")
+    cmp = compare(summarize(metrics_frame(measured)), layout, descriptors)
+    assert cmp["outcome"].tolist() == ["tie"]
+    table = build_table(summarize(metrics_frame(measured)), layout, descriptors)
+    assert "(+)" not in render_markdown(table).split("**(b)")[1].split("\n\n")[1]
+
+
+def test_welch_p_value_matches_scipy_on_the_raw_seeds() -> None:
+    summary = summarize(metrics_frame())
+    cmp = compare(summary, LAYOUT, DESCRIPTORS)
+    for rec in cmp.to_dict("records"):
+        a = MEASURED[("rebalancing", rec["arm"])][rec["metric"]]
+        b = MEASURED[("combination", rec["baseline_arm"])][rec["metric"]]
+        expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+        assert rec["p_value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_welch_p_value_needs_two_seeds_and_some_spread() -> None:
+    assert math.isnan(welch_p_value(1.0, math.nan, 1, 2.0, 0.1, 3))
+    assert math.isnan(welch_p_value(1.0, 0.0, 3, 2.0, 0.0, 3))
+    assert 0.0 < welch_p_value(1.0, 0.1, 3, 1.2, 0.1, 3) < 0.2
+
+
+def test_flags_reach_the_table_and_the_paper_keeps_its_own_colours() -> None:
+    table = golden_table()
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "delta1").outcome == "improved"
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "abs_rel").outcome == "degraded"
+    assert cell_of(table, "combination", "ld_lg", "delta1").outcome is None  # baseline rows are not coloured
+    # paper: L_D ∪ L_G δ1 86.9 vs 86.5 improved; ARD 0.118 vs 0.117 degraded; L RMSE log 0.150 vs 0.153 improved
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "delta1", "paper").outcome == "improved"
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "abs_rel", "paper").outcome == "degraded"
+    assert cell_of(table, "rebalancing", "all_rb", "rmse_log", "paper").outcome == "improved"
+    md = render_markdown(table)
+    assert "(+)" in md and "(−)" in md
+    tex = render_latex(table)
+    assert r"\textcolor{red}{" in tex and r"\textcolor{blue}{" in tex
+
+
+def test_ambiguous_or_unknown_baseline_key_is_an_error() -> None:
+    summary = summarize(metrics_frame())
+    twice = pd.concat([DESCRIPTORS, DESCRIPTORS.iloc[[1]].assign(arm="ld_lg_copy")])
+    with pytest.raises(ReportError, match="2 arms with losses"):
+        compare(summary, LAYOUT, twice)
+    layout = TableLayout(
+        name="t", title="T", groups=LAYOUT.groups, metrics=METRICS, baseline="combination", baseline_key="nope"
+    )
+    with pytest.raises(ReportError, match="baseline_key 'nope'"):
+        compare(summary, layout, DESCRIPTORS)
+
+
+def test_no_baseline_means_no_comparison() -> None:
+    layout = TableLayout(name="t", title="T", groups=LAYOUT.groups, metrics=METRICS)
+    cmp = compare(summarize(metrics_frame()), layout, DESCRIPTORS)
+    assert cmp.empty and list(cmp.columns) == list(COMPARISON_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rendering details
+
+
+def test_n_of_seeds_is_shown() -> None:
+    md = render_markdown(golden_table())
+    header = next(line for line in md.splitlines() if line.startswith("| Arm "))
+    ld0 = next(line for line in md.splitlines() if line.startswith("| ld0 "))
+    n_at = [c.strip() for c in header.strip("|").split("|")].index("n")
+    assert [c.strip() for c in ld0.strip("|").split("|")][n_at] == "3"
+    assert r"& $n$ &" in render_latex(golden_table())
+    # a metric with fewer seeds than its row says so in the cell
+    measured = {("g", "x"): {"rmse": (0.4, 0.5, 0.6), "abs_rel": (0.1, 0.2)}}
+    layout = TableLayout(name="t", title="T", groups=("g",), metrics=("rmse", "abs_rel"))
+    table = build_table(summarize(metrics_frame(measured)), layout)
+    assert "0.150 ± 0.071 (n=2)" in render_markdown(table)
+    assert "($n$=2)" in render_latex(table)
+
+
+def test_missing_values_render_as_dashes() -> None:
+    measured = {("g", "x"): {"rmse": (0.4, 0.5, 0.6)}, ("g", "y"): {"rmse": (0.3, 0.3, 0.3)}}
+    descriptors = pd.DataFrame([("g", "x", 4)], columns=["group", "arm", "n_losses"])
+    layout = TableLayout(name="t", title="T", groups=("g",), metrics=("rmse", "abs_rel"), columns=("n_losses",))
+    table = build_table(summarize(metrics_frame(measured)), layout, descriptors)
+    md = render_markdown(table)
+    y = next(line for line in md.splitlines() if line.startswith("| y "))
+    assert [c.strip() for c in y.strip("|").split("|")] == ["y", "–", "3", "**0.300 ± 0.000**", "–"]
+    tex = render_latex(table)
+    assert r"y & -- & 3 & \textbf{0.300 $\pm$ 0.000} & -- \\" in tex
+    frame = pd.read_csv(io.StringIO(render_csv(table)))
+    assert frame.loc[(frame["arm"] == "x") & (frame["metric"] == "abs_rel"), "mean"].isna().all()
+
+
+def test_a_table_without_runs_still_shows_the_paper() -> None:
+    empty = summarize(metrics_frame().iloc[:0])
+    table = build_table(empty, LAYOUT, DESCRIPTORS, references_frame())
+    assert not table.has_runs
+    md = render_markdown(table)
+    assert md.count("no finished runs yet") == 2
+    assert "*86.9*" in md and "*0.434*" in md
+    tex = render_latex(table)
+    assert "no finished runs yet" in tex and r"\textit{0.434}" in tex
+    frame = table_frame(table)
+    assert (frame["n"] == 0).all() and frame["paper"].notna().all()
+
+
+def test_percent_references_are_rejected() -> None:
+    refs = references_frame()
+    refs.loc[0, "value"] = 84.8
+    with pytest.raises(ReportError, match="looks like a percentage"):
+        build_table(summarize(metrics_frame()), LAYOUT, DESCRIPTORS, refs)
+
+
+def test_headers_carry_directions_and_units() -> None:
+    table = golden_table()
+    labels = [c.label for c in table.columns]
+    assert labels == ["Arm", "Losses", "# Losses", "I", "R", "λ", "n", "δ1 (%) ↑", "RMSE lin ↓", "RMSE log ↓", "ARD ↓"]
+    tex = render_latex(table)
+    assert r"$\delta_1$ (\%) $\uparrow$" in tex and r"RMSE$_{\mathrm{lin}}$ $\downarrow$" in tex
+    assert format_value("delta1", 0.8691) == "86.9" and format_value("rmse", 0.43449) == "0.434"
+
+
+def test_latex_is_booktabs_with_the_packages_named() -> None:
+    tex = render_latex(golden_table())
+    assert tex.startswith("% Requires \\usepackage{booktabs,xcolor,amssymb}")
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{", r"\checkmark"):
+        assert rule in tex
+    # loss sets in the paper's notation, schedules in math mode, other text escaped
+    assert r"ld\_lg & $\mathcal{L}_{D} \cup \mathcal{L}_{G}$ & 36 & -- & -- & 0 & 3 &" in tex
+    assert r"$\{ \ell_{D}^{0} \}$" in tex and r"$3 \rightarrow -3$" in tex
+    assert tex.count("&") == tex.count(r"\\") * 10 - tex.count(r"\multicolumn") * 10 + tex.count(r"\&")
+
+
+def test_csv_has_mean_std_n_and_paper_columns() -> None:
+    frame = pd.read_csv(io.StringIO(render_csv(golden_table())))
+    for column in ("mean", "std", "n", "sem", "ci95", "best", "outcome", "p_value", "paper", "paper_outcome"):
+        assert column in frame.columns
+    row = frame[(frame["arm"] == "ld_lg_rb") & (frame["metric"] == "delta1")].iloc[0]
+    assert row["mean"] == pytest.approx(np.mean(MEASURED[("rebalancing", "ld_lg_rb")]["delta1"]))
+    assert row["paper"] == 0.869 and row["n"] == 3 and row["baseline_arm"] == "ld_lg"
+    assert len(frame) == len(DESCRIPTORS) * len(METRICS)
+
+
+def test_rendering_is_pure() -> None:
+    metrics = metrics_frame()
+    before = metrics.copy()
+    table = golden_table()
+    assert render_markdown(table) == render_markdown(table)
+    assert render_latex(table) == render_latex(table)
+    assert render_csv(table) == render_csv(table)
+    summarize(metrics)
+    pd.testing.assert_frame_equal(metrics, before)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# golden files
+
+
+@pytest.mark.parametrize(
+    ("suffix", "render"),
+    [("md", render_markdown), ("tex", render_latex), ("csv", render_csv)],
+    ids=["md", "tex", "csv"],
+)
+def test_golden(suffix: str, render: Callable[[ReportTable], str]) -> None:
+    path = GOLDEN / f"report_table5.{suffix}"
+    text = render(golden_table())
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", newline="\n")
+    assert path.exists(), f"{path} is missing; create it with MLRD_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{path.name} differs from the rendering; if the change is intended, rerun with MLRD_UPDATE_GOLDEN=1 "
+        "and review the diff"
+    )
