@@ -31,3 +31,8 @@ __all__ = [
     "list_losses",
     "loss_name",
 ]
+
+from mlrd_core.losses.expr import select  # noqa: E402
+from mlrd_core.losses.functional import compute_losses  # noqa: E402
+
+__all__ += ["compute_losses", "select"]
