@@ -352,7 +352,8 @@ def fit(
             if b in ends:
                 period = ends.index(b)
                 weighting.end_period(epoch, period)
-                notify("period", {"epoch": epoch, "period": period, "step": step})
+                lam = weighting.records[-1].lam if weighting.records else None
+                notify("period", {"epoch": epoch, "period": period, "step": step, "lam": lam})
                 last = b + 1 == len(batches)
                 if last and val_set is not None:
                     # validation precedes the checkpoint so that a resumed run never validates an epoch twice

@@ -84,11 +84,13 @@ def test_checkpoint_loads_with_weights_only_and_has_the_position(tmp_path: Path)
 _KILLER = textwrap.dedent(
     """
     import os, signal, sys, json
+    import torch
     from mlrd_core.config import RunConfig
     from mlrd_core.trainer import fit
 
     config = RunConfig.from_dict(json.loads(sys.argv[1]))
     kill_at = int(sys.argv[3])
+    torch.set_num_threads(int(sys.argv[4]))  # the parent's: CPU reductions are bitwise stable per thread count
 
     def progress(kind, info):
         if kind == "step" and info["step"] == kill_at:
@@ -108,7 +110,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None
     workdir = tmp_path / "killed"
     workdir.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, json.dumps(config.to_dict()), str(workdir), "3"],
+        [sys.executable, "-c", _KILLER, json.dumps(config.to_dict()), str(workdir), "3", str(torch.get_num_threads())],
         capture_output=True,
         text=True,
         timeout=300,
