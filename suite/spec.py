@@ -1,0 +1,1274 @@
+"""Benchmark specs: TOML files that declare groups of arms, seeds, the paper's numbers and table layouts.
+
+A spec is read with :mod:`tomllib` into frozen dataclasses (:class:`Spec`, :class:`Group`, :class:`Arm`,
+:class:`Reference`, :class:`Table`, :class:`SearchSpec`). Loading is strict and complete: unknown keys at every
+level are rejected with the valid keys and the file + key path, and every value is checked (loss expressions,
+λ schedules, weighting methods and their options, encoders, datasets, protocols, metric names, reference rows)
+before anything runs or writes. Every arm carries its fully resolved :class:`~mlrd_core.config.RunConfig`.
+
+The format, its precedence rules and every decision are documented in ``docs/specs.md``::
+
+    [spec]            name, title, description, seeds
+    [defaults]        RunConfig keys + weighting shorthands, for every arm
+    [[groups]]        name, title, description, defaults = {...}
+    [[groups.arms]]   label, RunConfig keys + shorthands (a list value expands as a grid)
+    [[reference]]     group, arm | match | label, source, note, metric / timing values
+    [[tables]]        name, title, groups, metrics, timings, columns, split, baseline, baseline_match, ratio_to
+    [search]          the λ-schedule search (suite.search)
+    [overrides]       settings forced on every arm (what ``--set key=value`` writes)
+
+No ``eval`` or ``exec``: values are TOML data, read by the parsers of :mod:`mlrd_core`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import inspect
+import itertools
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlrd_core.config import RunConfig
+from mlrd_core.errors import ConfigError, ExpressionError, MLRDError, ScheduleError
+from mlrd_core.losses import select
+from mlrd_core.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from mlrd_core.trainer import TIMING_PHASES
+from mlrd_core.weighting import WEIGHTINGS, Schedule, make_weighting, parse_schedule, weighting_options
+
+__all__ = [
+    "ARM_KEYS",
+    "DEFAULT_SEEDS",
+    "DESCRIBE_COLUMNS",
+    "DISTRIBUTION_KINDS",
+    "GROUP_KEYS",
+    "REFERENCE_KEYS",
+    "RUN_KEYS",
+    "SEARCH_KEYS",
+    "SEQUENCE_KEYS",
+    "SETTING_KEYS",
+    "SHORTHANDS",
+    "SPEC_KEYS",
+    "TABLE_KEYS",
+    "TIMING_NAMES",
+    "TOP_KEYS",
+    "Arm",
+    "Distribution",
+    "Group",
+    "Reference",
+    "SearchSpec",
+    "Spec",
+    "Table",
+    "apply_overrides",
+    "load_spec",
+    "loads_spec",
+    "normalize_weighting_option",
+    "spec_from_dict",
+]
+
+# ---------------------------------------------------------------------------------------------------- vocabulary
+
+#: Spec names become file and database names: no path separators, no "..".
+SPEC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Group and table names: as spec names but without "." (``--set groups.<name>.<key>=...`` splits on dots).
+GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+#: The keys of :class:`RunConfig`, in its field order.
+RUN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
+#: Weighting shorthands: ``schedule = "3 -> -3"`` is ``weighting_options = {schedule = "3 -> -3"}``.
+SHORTHANDS: tuple[str, ...] = ("schedule", "init", "rebalance", "clip")
+#: Keys accepted in [defaults], group defaults, arms and [overrides].
+SETTING_KEYS: tuple[str, ...] = (*RUN_KEYS, *SHORTHANDS)
+#: Keys whose value is itself a list: in an arm, such a list is a value; a list of lists (or, for ``clip``, a list
+#: holding any list) is a grid.
+SEQUENCE_KEYS: frozenset[str] = frozenset({"input_size", "clip"})
+#: Table-valued settings; they merge key by key across levels (dataset_options recursively).
+MAPPING_KEYS: frozenset[str] = frozenset({"dataset_options", "weighting_options"})
+
+#: Timing names a run reports (mlrd_core.trainer.fit's ``RunResult.timings``), usable in tables and references.
+TIMING_NAMES: tuple[str, ...] = (
+    "s_per_iter",
+    *(f"{phase}_s_per_iter" for phase in TIMING_PHASES),
+    "test_s_per_scene",
+    "peak_memory_mb",
+)
+#: Descriptive columns a table may show (see suite.plan.PlannedRun.describe).
+DESCRIBE_COLUMNS: tuple[str, ...] = (
+    "losses",
+    "n_losses",
+    "weighting",
+    "init",
+    "rebalance",
+    "lambda",
+    "encoder",
+    "dataset",
+    "input_size",
+    "batch_size",
+    "epochs",
+)
+#: Metric splits a table can show (the trainer records "val" every epoch and "test" at the end).
+TABLE_SPLITS: tuple[str, ...] = ("test", "val")
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+
+TOP_KEYS: tuple[str, ...] = ("spec", "defaults", "groups", "reference", "tables", "search", "overrides")
+SPEC_KEYS: tuple[str, ...] = ("name", "title", "description", "seeds")
+GROUP_KEYS: tuple[str, ...] = ("name", "title", "description", "defaults", "arms")
+ARM_KEYS: tuple[str, ...] = ("label", *SETTING_KEYS)
+REFERENCE_KEYS: tuple[str, ...] = ("group", "arm", "match", "label", "source", "note", *METRIC_NAMES, *TIMING_NAMES)
+TABLE_KEYS: tuple[str, ...] = (
+    "name",
+    "title",
+    "groups",
+    "metrics",
+    "timings",
+    "columns",
+    "split",
+    "baseline",
+    "baseline_match",
+    "ratio_to",
+    "references",
+)
+SEARCH_KEYS: tuple[str, ...] = (
+    "study",
+    "group",
+    "arm",
+    "objective",
+    "split",
+    "n_trials",
+    "timeout_s",
+    "seeds",
+    "sampler",
+    "pruner",
+    "enqueue",
+    "schedule",
+)
+DISTRIBUTION_KINDS: tuple[str, ...] = ("float", "int", "categorical")
+DISTRIBUTION_KEYS: tuple[str, ...] = ("kind", "low", "high", "log", "step", "choices")
+SAMPLERS: tuple[str, ...] = ("tpe", "random")
+PRUNERS: tuple[str, ...] = ("median", "none")
+
+_RUN_TYPES: dict[str, Any] = typing.get_type_hints(RunConfig)
+_RUN_DEFAULTS: dict[str, Any] = RunConfig().to_dict()
+_FRACTION_METRICS = frozenset(m for m in METRIC_NAMES if m.startswith("delta"))
+
+
+# ---------------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a group: a fully resolved run config (before the seed).
+
+    ``settings`` holds the arm's own keys (one grid point when the arm was a grid); ``where`` is its key path in
+    the spec (``groups[1].arms[0]``, plus ``[grid i/n]`` for a grid point).
+    """
+
+    label: str
+    group: str
+    where: str
+    settings: Mapping[str, Any]
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Group:
+    """A part of a table, e.g. Table 5(a): a title, group-level defaults and its arms in spec order."""
+
+    name: str
+    title: str
+    description: str
+    defaults: Mapping[str, Any]
+    arms: tuple[Arm, ...]
+
+    def arm(self, label: str) -> Arm:
+        """The arm labelled ``label`` (KeyError listing the labels otherwise)."""
+        for arm in self.arms:
+            if arm.label == label:
+                return arm
+        raise KeyError(f"group {self.name!r} has no arm {label!r}; arms: {', '.join(a.label for a in self.arms)}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published row: beside a measured arm (``arm`` set) or another method's row (``arm`` is None).
+
+    ``values`` maps metric names (fractions for δ) and timing names to numbers; ``label`` is the row label (the
+    arm's label when the row belongs to an arm).
+    """
+
+    group: str
+    arm: str | None
+    label: str
+    source: str
+    values: Mapping[str, float]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table layout: which groups, which metrics or timings, which descriptive columns.
+
+    ``baseline`` names a group whose arms are paired with this table's arms by ``baseline_match`` keys (Table
+    5(b) against 5(a), same losses) for better/worse marks; ``ratio_to`` names an arm whose timings divide every
+    row's (Table 7).
+    """
+
+    name: str
+    title: str
+    groups: tuple[str, ...]
+    metrics: tuple[str, ...]
+    timings: tuple[str, ...]
+    columns: tuple[str, ...]
+    split: str = "test"
+    baseline: str | None = None
+    baseline_match: tuple[str, ...] = ("losses",)
+    ratio_to: str | None = None
+    references: bool = True
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A search parameter: ``float`` / ``int`` in [low, high] (``log``, ``step``) or ``categorical`` choices."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The Optuna search over λ-schedule shapes of one arm (consumed by the search command).
+
+    ``schedule`` is a template of a λ-schedule table: each value is a literal or a :class:`Distribution`. A trial
+    runs the arm ``(group, arm)`` with the sampled schedule on ``seeds``; the objective is the seed mean of
+    metric ``objective`` on ``split`` and its direction follows the metric (``direction``). ``enqueue`` holds
+    schedules (canonical table form) tried first.
+    """
+
+    study: str
+    group: str
+    arm: str
+    objective: str
+    direction: str
+    split: str
+    n_trials: int
+    timeout_s: float | None
+    seeds: tuple[int, ...]
+    sampler: str
+    pruner: str
+    enqueue: tuple[Mapping[str, Any], ...]
+    schedule: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A loaded, validated spec. ``raw`` is the TOML document it came from (apply_overrides edits a copy)."""
+
+    name: str
+    title: str
+    description: str
+    seeds: tuple[int, ...]
+    defaults: Mapping[str, Any]
+    overrides: Mapping[str, Any]
+    groups: tuple[Group, ...]
+    references: tuple[Reference, ...]
+    tables: tuple[Table, ...]
+    search: SearchSpec | None
+    source: str
+    path: Path | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def group(self, name: str) -> Group:
+        """The group called ``name`` (KeyError listing the groups otherwise)."""
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(f"spec {self.name!r} has no group {name!r}; groups: {', '.join(g.name for g in self.groups)}")
+
+    def arms(self) -> Iterator[Arm]:
+        """Every arm, in spec order."""
+        for group in self.groups:
+            yield from group.arms
+
+    def table(self, name: str) -> Table:
+        """The table called ``name`` (KeyError listing the tables otherwise)."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(f"spec {self.name!r} has no table {name!r}; tables: {', '.join(t.name for t in self.tables)}")
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+class _Ctx:
+    """Where messages point: the source (file) and the key path inside it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, path: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {path}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], valid: Sequence[str], path: str) -> None:
+        for key in table:
+            if key not in valid:
+                near = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise self.error(path, f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+    def table(self, value: object, path: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(path, f"expected a table, got {_show(value)}")
+        return dict(value)
+
+    def tables(self, value: object, path: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            raise self.error(path, f"expected an array of tables ([[{path}]]), got {_show(value)}")
+        return [dict(v) for v in value]
+
+    def string(self, value: object, path: str, *, empty: bool = True) -> str:
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.error(path, f"expected {'a' if empty else 'a non-empty'} string, got {_show(value)}")
+        return value
+
+    def strings(self, value: object, path: str, valid: Sequence[str] | None = None) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(path, f"expected a list of strings, got {_show(value)}")
+        if valid is not None:
+            for i, item in enumerate(value):
+                if item not in valid:
+                    raise self.error(
+                        f"{path}[{i}]", f"unknown name {item!r}{_near(item, valid)}; valid: {', '.join(valid)}"
+                    )
+        return tuple(value)
+
+    def boolean(self, value: object, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(path, f"expected true or false, got {_show(value)}")
+        return value
+
+    def integer(self, value: object, path: str, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(path, f"expected an integer >= {minimum}, got {_show(value)}")
+        return value
+
+    def number(self, value: object, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(path, f"expected a finite number, got {_show(value)}")
+        return float(value)
+
+    def name(self, value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
+        text = self.string(value, path)
+        if not pattern.match(text) or ".." in text:
+            raise self.error(
+                path, f"invalid {what} {text!r}: it must match {pattern.pattern} (no path separators, no '..')"
+            )
+        return text
+
+    def seeds(self, value: object, path: str) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.error(path, f"expected a non-empty list of integer seeds, got {_show(value)}")
+        seeds = tuple(self.integer(v, f"{path}[{i}]", 0) for i, v in enumerate(value))
+        if len(set(seeds)) != len(seeds):
+            raise self.error(path, f"seeds must be distinct, got {list(seeds)}")
+        return seeds
+
+
+def _near(word: str, valid: Sequence[str]) -> str:
+    near = difflib.get_close_matches(word, valid, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _show(value: object) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (str, list, dict)) else repr(value)
+
+
+def _fmt(value: object) -> str:
+    """TOML-like text of a value, for derived arm labels."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _deep_merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _jsonable(value: object) -> Any:
+    """Plain JSON data (what a run id hashes): Schedules as their table form, tuples as lists."""
+    if isinstance(value, Schedule):
+        return value.to_spec()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise ConfigError(f"value {value!r} of type {type(value).__name__} cannot be stored in a run config")
+
+
+def _canonical_weighting(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    if key not in WEIGHTINGS:
+        weighting_options(name)  # raises WeightingError with the valid names and a suggestion
+    return key
+
+
+@functools.lru_cache(maxsize=64)
+def _input_multiple(encoder: str) -> int:
+    from mlrd_core.model import encoder_info  # timm import: only when a spec is checked
+
+    return encoder_info(encoder).input_multiple
+
+
+@functools.lru_cache(maxsize=256)
+def _selection(expr: str) -> tuple[str, ...]:
+    return select(expr)
+
+
+# ------------------------------------------------------------------------------------------ values and types
+
+
+def _type_text(tp: Any) -> str:
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is types.NoneType:
+        return "false (none)"
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_text(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(tp))} {_type_text(typing.get_args(tp)[0]).split(' ', 1)[1]}s"
+    return "a table"
+
+
+def _coerce(value: object, tp: Any) -> Any:
+    """``value`` read as the RunConfig type ``tp``; raises TypeError when it does not fit.
+
+    ``false`` stands for None in optional fields (TOML has no null); ints become floats in float fields (so that
+    ``lr = 1`` and ``lr = 1.0`` hash alike).
+    """
+    if tp is str and isinstance(value, str):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        if types.NoneType in args and value is False:
+            return None
+        for arg in args:
+            if arg is types.NoneType:
+                continue
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                continue
+    elif origin is tuple and isinstance(value, list) and len(value) == len(args):
+        return tuple(_coerce(v, a) for v, a in zip(value, args, strict=True))
+    elif origin is not None and issubclass(origin, Mapping) and isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(_type_text(tp))
+
+
+def normalize_weighting_option(key: str, value: object) -> Any:
+    """The canonical stored form of a weighting option (schedule → its table form, clip → [lo, hi] or "none").
+
+    Used for resolved configs and for matching (``match = {schedule = "3 -> -3"}``). Raises ScheduleError for a bad
+    schedule and TypeError for a bad clip / flag.
+    """
+    if key == "schedule":
+        return parse_schedule(value).to_spec()
+    if key == "clip":
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return "none"
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            return [float(v) for v in value]
+        raise TypeError('a pair [low, high] of numbers or "none"')
+    if key in ("init", "rebalance") and not isinstance(value, bool):
+        raise TypeError("true or false")
+    return _jsonable(value)
+
+
+# ---------------------------------------------------------------------------------------------------- resolution
+
+# A level of settings: key -> (value, key path of the value).
+_Level = dict[str, tuple[Any, str]]
+
+
+def _level(table: Mapping[str, Any], path: str) -> _Level:
+    return {k: (v, f"{path}.{k}") for k, v in table.items()}
+
+
+def _check_level(ctx: _Ctx, level: _Level) -> None:
+    """Check the values of a shared level ([defaults], group defaults, [overrides]) on their own, so that a value
+    every arm overrides is still checked: types, loss expressions, schedules and the names of weighting methods,
+    encoders, datasets and protocols. What depends on other keys (options vs method, input size vs encoder) is
+    checked on each resolved arm."""
+    for key, (value, path) in level.items():
+        if key in SHORTHANDS or key in MAPPING_KEYS:
+            continue
+        try:
+            _coerce(value, _RUN_TYPES[key])
+        except TypeError as exc:
+            grid = "; lists expand as a grid only in [[groups.arms]]" if isinstance(value, list) else ""
+            raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}{grid}") from None
+    checks: dict[str, Callable[[str], object]] = {
+        "losses": _selection,
+        "weighting": _canonical_weighting,
+        "encoder": _input_multiple,
+    }
+    for key, check in checks.items():
+        if key in level:
+            value, path = level[key]
+            try:
+                check(value)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{ctx.source}: {path}: {exc}") from exc
+            except MLRDError as exc:
+                raise ctx.error(path, str(exc)) from exc
+    if "dataset" in level:
+        _check_dataset(ctx, *level["dataset"])
+    if "protocol" in level:
+        _check_protocol(ctx, *level["protocol"])
+    schedules = [level["schedule"]] if "schedule" in level else []
+    if "weighting_options" in level:
+        value, path = level["weighting_options"]
+        options = ctx.table(value, path)
+        if "schedule" in options:
+            schedules.append((options["schedule"], f"{path}.schedule"))
+    for value, path in schedules:
+        try:
+            parse_schedule(value)
+        except ScheduleError as exc:
+            raise ScheduleError(f"{ctx.source}: {path}: {exc}") from exc
+
+
+def _check_dataset(ctx: _Ctx, dataset: str, path: str) -> None:
+    from mlrd_core.data import list_datasets  # cheap registry (modules load lazily)
+
+    known = list_datasets()
+    if dataset not in known:
+        raise ctx.error(path, f"unknown dataset {dataset!r}{_near(dataset, known)}; valid datasets: {', '.join(known)}")
+
+
+def _check_protocol(ctx: _Ctx, protocol: str, path: str) -> None:
+    from mlrd_core.protocols import get_protocol
+
+    try:
+        get_protocol(protocol)
+    except MLRDError as exc:
+        raise ctx.error(path, str(exc)) from exc
+
+
+def _resolve(ctx: _Ctx, levels: Sequence[_Level], where: str) -> RunConfig:
+    """Merge levels (outer to inner: defaults, group, arm, overrides) into a validated RunConfig.
+
+    Plain keys: the innermost level wins. dataset_options: merged recursively. Weighting options (the table and
+    the shorthands): merged key by key while the weighting method stays the same; a level that switches the
+    method drops the options inherited from outer levels.
+    """
+    values: dict[str, Any] = {}
+    paths: dict[str, str] = {}
+    dataset_options: dict[str, Any] = {}
+    weighting, weighting_path = _RUN_DEFAULTS["weighting"], "RunConfig default"
+    options: dict[str, tuple[Any, str]] = {}
+    for level in levels:
+        if "weighting" in level:
+            value, path = level["weighting"]
+            if not isinstance(value, str):
+                raise ctx.error(path, f"weighting must be a string, got {_show(value)}; valid: {', '.join(WEIGHTINGS)}")
+            try:
+                name = _canonical_weighting(value)
+            except MLRDError as exc:
+                raise ctx.error(path, str(exc)) from exc
+            if name != weighting:
+                options = {}
+            weighting, weighting_path = name, path
+        here: dict[str, tuple[Any, str]] = {}
+        if "weighting_options" in level:
+            value, path = level["weighting_options"]
+            here = _level(ctx.table(value, path), path)
+        for key in SHORTHANDS:
+            if key in level:
+                value, path = level[key]
+                if key in here:
+                    raise ctx.error(
+                        path,
+                        f"{key!r} is given both as a shorthand and in weighting_options ({here[key][1]}); keep one",
+                    )
+                here[key] = (value, path)
+        options.update(here)
+        if "dataset_options" in level:
+            value, path = level["dataset_options"]
+            dataset_options = _deep_merge(dataset_options, ctx.table(value, path))
+            paths["dataset_options"] = path
+        for key, (value, path) in level.items():
+            if key in SHORTHANDS or key in MAPPING_KEYS or key == "weighting":
+                continue
+            try:
+                values[key] = _coerce(value, _RUN_TYPES[key])
+            except TypeError as exc:
+                grid = "; lists expand as a grid only in [[groups.arms]]" if isinstance(value, list) else ""
+                raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}{grid}") from None
+            paths[key] = path
+
+    losses = values.get("losses", _RUN_DEFAULTS["losses"])
+    try:
+        names = _selection(losses)
+    except ExpressionError as exc:
+        raise ExpressionError(f"{ctx.source}: {paths.get('losses', where)}: {exc}") from exc
+
+    resolved_options = _resolve_weighting(ctx, weighting, weighting_path, options, names, where)
+
+    encoder = values.get("encoder", _RUN_DEFAULTS["encoder"])
+    try:
+        multiple = _input_multiple(encoder)
+    except MLRDError as exc:
+        raise ctx.error(paths.get("encoder", where), str(exc)) from exc
+    size = values.get("input_size", tuple(_RUN_DEFAULTS["input_size"]))
+    if any(s % multiple for s in size):
+        raise ctx.error(
+            paths.get("input_size", where),
+            f"input_size {list(size)} must be multiples of {multiple} (the deepest reduction of {encoder!r}) so that "
+            "the prediction has the input's size",
+        )
+    _check_dataset(ctx, values.get("dataset", _RUN_DEFAULTS["dataset"]), paths.get("dataset", where))
+    _check_protocol(ctx, values.get("protocol", _RUN_DEFAULTS["protocol"]), paths.get("protocol", where))
+
+    data = {**values, "weighting": weighting, "weighting_options": resolved_options}
+    data["dataset_options"] = dataset_options
+    try:
+        return RunConfig.from_dict(data, where=f"{ctx.source}: {where}")
+    except ConfigError as exc:
+        match = re.search(r"invalid run config: (\w+)", str(exc))
+        origin = f" (set at {paths[match.group(1)]})" if match and match.group(1) in paths else ""
+        raise ConfigError(f"{ctx.source}: {where}: {exc}{origin}") from exc
+
+
+def _resolve_weighting(
+    ctx: _Ctx,
+    weighting: str,
+    weighting_path: str,
+    options: Mapping[str, tuple[Any, str]],
+    names: tuple[str, ...],
+    where: str,
+) -> dict[str, Any]:
+    """Complete the options with the method's defaults, normalise them, and build the method once to check them."""
+    valid = weighting_options(weighting)
+    resolved: dict[str, Any] = {}
+    for key, default in valid.items():
+        if default is not inspect.Parameter.empty:
+            resolved[key] = normalize_weighting_option(key, default)
+    for key, (value, path) in options.items():
+        if key not in valid:
+            shown = ", ".join(valid) or "(none)"
+            raise ctx.error(
+                path,
+                f"unknown option {key!r} for weighting {weighting!r} (set at {weighting_path})"
+                f"{_near(key, list(valid))}; valid options: {shown}",
+            )
+        try:
+            normal = normalize_weighting_option(key, value)
+        except ScheduleError as exc:
+            raise ScheduleError(f"{ctx.source}: {path}: {exc}") from exc
+        except TypeError as exc:
+            raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
+        default = valid[key]
+        if isinstance(default, float) and isinstance(normal, int) and not isinstance(normal, bool):
+            normal = float(normal)
+        resolved[key] = normal
+    missing = [k for k, v in valid.items() if v is inspect.Parameter.empty and k not in resolved]
+    if missing:
+        raise ctx.error(where, f"weighting {weighting!r} needs option(s) {missing}; valid options: {', '.join(valid)}")
+    try:
+        make_weighting(weighting, names, **resolved)
+    except MLRDError as exc:
+        raise ctx.error(where, f"weighting {weighting!r}: {exc}") from exc
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------------- arms
+
+
+def _is_grid(key: str, value: object) -> bool:
+    if not isinstance(value, list):
+        return False
+    if key in SEQUENCE_KEYS:
+        return any(isinstance(v, list) for v in value)
+    return True
+
+
+def _expand_arm(ctx: _Ctx, arm: Mapping[str, Any], path: str) -> list[tuple[_Level, list[str]]]:
+    """Grid points of an arm: (level, varying keys) in row-major order of the list-valued keys."""
+    settings = {k: v for k, v in arm.items() if k != "label"}
+    grid = [k for k, v in settings.items() if _is_grid(k, v)]
+    for key in grid:
+        if not settings[key]:
+            raise ctx.error(f"{path}.{key}", "an empty list expands to no arms")
+    base = _level(settings, path)
+    points: list[tuple[_Level, list[str]]] = []
+    for combo in itertools.product(*(list(enumerate(settings[k])) for k in grid)):
+        level = dict(base)
+        for key, (i, value) in zip(grid, combo, strict=True):
+            level[key] = (value, f"{path}.{key}[{i}]")
+        points.append((level, grid))
+    return points
+
+
+def _derive_label(label: str | None, level: _Level, grid: Sequence[str]) -> str:
+    def part(key: str) -> str:
+        value = level[key][0]
+        return value if key == "losses" and isinstance(value, str) else f"{key}={_fmt(value)}"
+
+    if label is not None:
+        return f"{label} [{', '.join(part(k) for k in grid)}]" if grid else label
+    parts = [part(k) for k in level]
+    return ", ".join(parts) if parts else "(defaults)"
+
+
+def _settings_of(level: _Level) -> dict[str, Any]:
+    return {k: v for k, (v, _) in level.items()}
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate the spec file ``path``. TOML syntax errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"spec file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read spec file {path}: {exc}") from exc
+    return loads_spec(text, source=str(path), default_name=path.stem, path=path)
+
+
+def loads_spec(
+    text: str, *, source: str = "<string>", default_name: str | None = None, path: Path | None = None
+) -> Spec:
+    """Parse and validate spec ``text``; ``source`` names it in messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = found.group(1) if found else str(max(len(text.splitlines()), 1))  # "at end of document"
+        where = f"{source}:{line}"
+        raise ConfigError(f"{where}: TOML syntax error: {exc}") from exc
+    return spec_from_dict(data, source=source, default_name=default_name, path=path)
+
+
+def spec_from_dict(
+    data: Mapping[str, Any], *, source: str = "<dict>", default_name: str | None = None, path: Path | None = None
+) -> Spec:
+    """Validate a spec document (the TOML data) and resolve every arm. All errors happen here."""
+    ctx = _Ctx(source)
+    raw = copy.deepcopy(dict(data))
+    ctx.check_keys(raw, TOP_KEYS, "top level")
+
+    head = ctx.table(raw.get("spec", {}), "spec")
+    ctx.check_keys(head, SPEC_KEYS, "spec")
+    if "name" in head:
+        name = ctx.name(head["name"], "spec.name", SPEC_NAME_RE, "spec name")
+    elif default_name is not None:
+        name = ctx.name(default_name, "spec.name (from the file name)", SPEC_NAME_RE, "spec name")
+    else:
+        raise ctx.error("spec", "a spec read from a string needs spec.name")
+    title = ctx.string(head.get("title", name), "spec.title")
+    description = ctx.string(head.get("description", ""), "spec.description")
+    seeds = ctx.seeds(head["seeds"], "spec.seeds") if "seeds" in head else DEFAULT_SEEDS
+
+    defaults = ctx.table(raw.get("defaults", {}), "defaults")
+    ctx.check_keys(defaults, SETTING_KEYS, "defaults")
+    _check_level(ctx, _level(defaults, "defaults"))
+    overrides = ctx.table(raw.get("overrides", {}), "overrides")
+    ctx.check_keys(overrides, SETTING_KEYS, "overrides")
+    _check_level(ctx, _level(overrides, "overrides"))
+
+    if "groups" not in raw:
+        raise ctx.error("top level", "a spec needs at least one [[groups]] with [[groups.arms]]")
+    groups: list[Group] = []
+    for gi, graw in enumerate(ctx.tables(raw["groups"], "groups")):
+        groups.append(_load_group(ctx, graw, f"groups[{gi}]", defaults, overrides, groups))
+    if not groups:
+        raise ctx.error("groups", "a spec needs at least one [[groups]]")
+
+    references = tuple(
+        _load_reference(ctx, r, f"reference[{i}]", groups)
+        for i, r in enumerate(ctx.tables(raw.get("reference", []), "reference"))
+    )
+    tables: list[Table] = []
+    for i, traw in enumerate(ctx.tables(raw.get("tables", []), "tables")):
+        table = _load_table(ctx, traw, f"tables[{i}]", groups)
+        if any(t.name == table.name for t in tables):
+            raise ctx.error(f"tables[{i}].name", f"duplicate table name {table.name!r}")
+        tables.append(table)
+    search = _load_search(ctx, ctx.table(raw["search"], "search"), name, seeds, groups) if "search" in raw else None
+
+    return Spec(
+        name=name,
+        title=title,
+        description=description,
+        seeds=seeds,
+        defaults=defaults,
+        overrides=overrides,
+        groups=tuple(groups),
+        references=references,
+        tables=tuple(tables),
+        search=search,
+        source=source,
+        path=path,
+        raw=raw,
+    )
+
+
+def _load_group(
+    ctx: _Ctx,
+    graw: Mapping[str, Any],
+    path: str,
+    defaults: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    earlier: Sequence[Group],
+) -> Group:
+    ctx.check_keys(graw, GROUP_KEYS, path)
+    if "name" not in graw:
+        raise ctx.error(path, 'a group needs a name (e.g. name = "a")')
+    name = ctx.name(graw["name"], f"{path}.name", GROUP_NAME_RE, "group name")
+    if any(g.name == name for g in earlier):
+        raise ctx.error(f"{path}.name", f"duplicate group name {name!r}")
+    title = ctx.string(graw.get("title", name), f"{path}.title")
+    description = ctx.string(graw.get("description", ""), f"{path}.description")
+    gdefaults = ctx.table(graw.get("defaults", {}), f"{path}.defaults")
+    ctx.check_keys(gdefaults, SETTING_KEYS, f"{path}.defaults")
+    _check_level(ctx, _level(gdefaults, f"{path}.defaults"))
+    arms_raw = ctx.tables(graw.get("arms", []), f"{path}.arms")
+    if not arms_raw:
+        raise ctx.error(path, "a group needs at least one arm ([[groups.arms]])")
+    outer = [_level(defaults, "defaults"), _level(gdefaults, f"{path}.defaults")]
+    forced = _level(overrides, "overrides")
+    arms: list[Arm] = []
+    for ai, araw in enumerate(arms_raw):
+        apath = f"{path}.arms[{ai}]"
+        ctx.check_keys(araw, ARM_KEYS, apath)
+        label = ctx.string(araw["label"], f"{apath}.label", empty=False) if "label" in araw else None
+        points = _expand_arm(ctx, araw, apath)
+        for pi, (level, grid) in enumerate(points):
+            where = f"{apath} [grid {pi + 1}/{len(points)}]" if len(points) > 1 else apath
+            config = _resolve(ctx, [*outer, level, forced], where)
+            arm_label = _derive_label(label, level, grid)
+            clash = next((a for a in arms if a.label == arm_label), None)
+            if clash is not None:
+                raise ctx.error(
+                    where,
+                    f"two arms of group {name!r} have the label {arm_label!r} ({clash.where} and {where}); "
+                    "labels identify arms in references and tables: set distinct labels",
+                )
+            arms.append(Arm(label=arm_label, group=name, where=where, settings=_settings_of(level), config=config))
+    return Group(name=name, title=title, description=description, defaults=gdefaults, arms=tuple(arms))
+
+
+def _find_group(ctx: _Ctx, groups: Sequence[Group], name: object, path: str) -> Group:
+    text = ctx.string(name, path)
+    names = [g.name for g in groups]
+    for group in groups:
+        if group.name == text:
+            return group
+    raise ctx.error(path, f"unknown group {text!r}{_near(text, names)}; groups: {', '.join(names)}")
+
+
+def _find_arm(ctx: _Ctx, group: Group, label: object, path: str) -> Arm:
+    text = ctx.string(label, path)
+    labels = [a.label for a in group.arms]
+    for arm in group.arms:
+        if arm.label == text:
+            return arm
+    raise ctx.error(path, f"group {group.name!r} has no arm {text!r}{_near(text, labels)}; arms: {', '.join(labels)}")
+
+
+def _comparable(key: str, config: RunConfig) -> Any:
+    """The value of setting ``key`` in a resolved config, in the form match values are compared in."""
+    if key in SHORTHANDS:
+        return config.weighting_options.get(key)
+    value = getattr(config, key)
+    return _selection(value) if key == "losses" else _jsonable(value)
+
+
+def _match_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
+    """A ``match`` value in the comparable form of :func:`_comparable`."""
+    try:
+        if key == "losses":
+            return _selection(ctx.string(value, path))
+        if key in SHORTHANDS:
+            return normalize_weighting_option(key, value)
+        if key == "weighting":
+            return _canonical_weighting(ctx.string(value, path))
+        return _jsonable(_coerce(value, _RUN_TYPES[key]))
+    except ExpressionError as exc:
+        raise ExpressionError(f"{ctx.source}: {path}: {exc}") from exc
+    except ScheduleError as exc:
+        raise ScheduleError(f"{ctx.source}: {path}: {exc}") from exc
+    except (TypeError, MLRDError) as exc:
+        raise ctx.error(path, f"{key}: {exc}, got {_show(value)}") from None
+
+
+def _load_reference(ctx: _Ctx, rraw: Mapping[str, Any], path: str, groups: Sequence[Group]) -> Reference:
+    ctx.check_keys(rraw, REFERENCE_KEYS, path)
+    if "group" not in rraw:
+        raise ctx.error(path, 'a reference row needs group = "<group name>"')
+    group = _find_group(ctx, groups, rraw["group"], f"{path}.group")
+    if "source" not in rraw:
+        raise ctx.error(path, 'a reference row needs source = "..." (e.g. "Lee & Kim 2020, Table 5(a)")')
+    source = ctx.string(rraw["source"], f"{path}.source", empty=False)
+    note = ctx.string(rraw.get("note", ""), f"{path}.note")
+    if "arm" in rraw and "match" in rraw:
+        raise ctx.error(path, 'give either arm = "<label>" or match = {...}, not both')
+    arm: Arm | None = None
+    if "arm" in rraw:
+        arm = _find_arm(ctx, group, rraw["arm"], f"{path}.arm")
+    elif "match" in rraw:
+        match = ctx.table(rraw["match"], f"{path}.match")
+        if not match:
+            raise ctx.error(f"{path}.match", "match needs at least one key")
+        ctx.check_keys(match, SETTING_KEYS, f"{path}.match")
+        wanted = {k: _match_value(ctx, k, v, f"{path}.match.{k}") for k, v in match.items()}
+        hits = [a for a in group.arms if all(_comparable(k, a.config) == v for k, v in wanted.items())]
+        if len(hits) != 1:
+            found = ", ".join(repr(a.label) for a in hits) or "none"
+            raise ctx.error(
+                f"{path}.match", f"must select exactly one arm of group {group.name!r}, but selects {found}"
+            )
+        arm = hits[0]
+    if arm is None and "label" not in rraw:
+        raise ctx.error(path, 'a reference row needs arm = "<label>", match = {...} or, for another method, label')
+    label = ctx.string(rraw["label"], f"{path}.label", empty=False) if "label" in rraw else arm.label  # type: ignore[union-attr]
+    values: dict[str, float] = {}
+    for key in (*METRIC_NAMES, *TIMING_NAMES):
+        if key in rraw:
+            value = ctx.number(rraw[key], f"{path}.{key}")
+            if key in _FRACTION_METRICS and not 0.0 <= value <= 1.0:
+                raise ctx.error(
+                    f"{path}.{key}", f"{key} is a fraction in [0, 1] (write 84.8% as 0.848), got {rraw[key]!r}"
+                )
+            values[key] = value
+    if not values:
+        raise ctx.error(path, f"a reference row needs at least one value ({', '.join(METRIC_NAMES)}, or a timing)")
+    return Reference(
+        group=group.name, arm=arm.label if arm else None, label=label, source=source, values=values, note=note
+    )
+
+
+def _load_table(ctx: _Ctx, traw: Mapping[str, Any], path: str, groups: Sequence[Group]) -> Table:
+    ctx.check_keys(traw, TABLE_KEYS, path)
+    if "name" not in traw:
+        raise ctx.error(path, 'a table needs a name (e.g. name = "table5a")')
+    name = ctx.name(traw["name"], f"{path}.name", GROUP_NAME_RE, "table name")
+    all_groups = [g.name for g in groups]
+    group_names = ctx.strings(traw["groups"], f"{path}.groups", all_groups) if "groups" in traw else tuple(all_groups)
+    if not group_names:
+        raise ctx.error(f"{path}.groups", "a table needs at least one group")
+    metrics = ctx.strings(traw.get("metrics", []), f"{path}.metrics", METRIC_NAMES)
+    timings = ctx.strings(traw.get("timings", []), f"{path}.timings", TIMING_NAMES)
+    if not metrics and not timings:
+        raise ctx.error(path, f"a table needs metrics (from {', '.join(METRIC_NAMES)}) or timings")
+    columns = ctx.strings(traw.get("columns", []), f"{path}.columns", DESCRIBE_COLUMNS)
+    split = ctx.string(traw.get("split", "test"), f"{path}.split")
+    if split not in TABLE_SPLITS:
+        raise ctx.error(f"{path}.split", f"split must be one of {', '.join(TABLE_SPLITS)}, got {split!r}")
+    members = [g for g in groups if g.name in group_names]
+    baseline: str | None = None
+    match_keys: tuple[str, ...] = ("losses",)
+    if "baseline_match" in traw:
+        match_keys = ctx.strings(traw["baseline_match"], f"{path}.baseline_match", SETTING_KEYS)
+        if not match_keys:
+            raise ctx.error(f"{path}.baseline_match", "needs at least one key")
+    if "baseline" in traw:
+        base = _find_group(ctx, groups, traw["baseline"], f"{path}.baseline")
+        baseline = base.name
+        for arm in (a for g in members if g.name != base.name for a in g.arms):
+            key = [_comparable(k, arm.config) for k in match_keys]
+            hits = [b for b in base.arms if [_comparable(k, b.config) for k in match_keys] == key]
+            if len(hits) > 1:
+                raise ctx.error(
+                    f"{path}.baseline",
+                    f"arm {arm.label!r} of group {arm.group!r} matches {len(hits)} arms of baseline group "
+                    f"{base.name!r} on {list(match_keys)} ({', '.join(repr(h.label) for h in hits)}); "
+                    "add keys to baseline_match",
+                )
+    elif "baseline_match" in traw:
+        raise ctx.error(f"{path}.baseline_match", 'baseline_match needs baseline = "<group>"')
+    ratio_to: str | None = None
+    if "ratio_to" in traw:
+        label = ctx.string(traw["ratio_to"], f"{path}.ratio_to")
+        hits = [a for g in members for a in g.arms if a.label == label]
+        if len(hits) != 1:
+            labels = [a.label for g in members for a in g.arms]
+            raise ctx.error(
+                f"{path}.ratio_to",
+                f"must name exactly one arm of the table's groups, got {label!r} ({len(hits)} found); "
+                f"arms: {', '.join(labels)}",
+            )
+        if not timings:
+            raise ctx.error(f"{path}.ratio_to", "ratio_to divides timings; the table lists none")
+        ratio_to = label
+    return Table(
+        name=name,
+        title=ctx.string(traw.get("title", name), f"{path}.title"),
+        groups=group_names,
+        metrics=metrics,
+        timings=timings,
+        columns=columns,
+        split=split,
+        baseline=baseline,
+        baseline_match=match_keys,
+        ratio_to=ratio_to,
+        references=ctx.boolean(traw.get("references", True), f"{path}.references"),
+    )
+
+
+def _load_distribution(ctx: _Ctx, draw: Mapping[str, Any], path: str) -> Distribution:
+    ctx.check_keys(draw, DISTRIBUTION_KEYS, path)
+    kind = ctx.string(draw.get("kind", ""), f"{path}.kind")
+    if kind not in DISTRIBUTION_KINDS:
+        raise ctx.error(f"{path}.kind", f"kind must be one of {', '.join(DISTRIBUTION_KINDS)}, got {kind!r}")
+    if kind == "categorical":
+        extra = [k for k in ("low", "high", "log", "step") if k in draw]
+        if extra:
+            raise ctx.error(path, f"a categorical parameter takes choices only, got {extra}")
+        choices = draw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ctx.error(f"{path}.choices", f"expected a non-empty list, got {_show(choices)}")
+        return Distribution(kind=kind, choices=tuple(choices))
+    if "choices" in draw:
+        raise ctx.error(path, f"a {kind} parameter takes low/high (log, step), not choices")
+    if "low" not in draw or "high" not in draw:
+        raise ctx.error(path, f"a {kind} parameter needs low and high")
+    low: float
+    high: float
+    if kind == "int":
+        low = ctx.integer(draw["low"], f"{path}.low", -(2**62))
+        high = ctx.integer(draw["high"], f"{path}.high", -(2**62))
+    else:
+        low, high = ctx.number(draw["low"], f"{path}.low"), ctx.number(draw["high"], f"{path}.high")
+    if not low < high:
+        raise ctx.error(path, f"low < high must hold, but got (low={_fmt(low)}, high={_fmt(high)})")
+    log = ctx.boolean(draw.get("log", False), f"{path}.log")
+    if log and low <= 0:
+        raise ctx.error(path, f"log = true needs low > 0, got low={_fmt(low)}")
+    step = None
+    if "step" in draw:
+        step = ctx.number(draw["step"], f"{path}.step")
+        if step <= 0 or log:
+            raise ctx.error(f"{path}.step", f"step must be > 0 and cannot be combined with log, got {_fmt(step)}")
+    return Distribution(kind=kind, low=low, high=high, log=log, step=step)
+
+
+def _load_search(
+    ctx: _Ctx, sraw: Mapping[str, Any], spec_name: str, seeds: tuple[int, ...], groups: Sequence[Group]
+) -> SearchSpec:
+    path = "search"
+    ctx.check_keys(sraw, SEARCH_KEYS, path)
+    for key in ("group", "arm", "objective", "schedule"):
+        if key not in sraw:
+            raise ctx.error(path, f"the search needs {key!r}; keys: {', '.join(SEARCH_KEYS)}")
+    group = _find_group(ctx, groups, sraw["group"], f"{path}.group")
+    arm = _find_arm(ctx, group, sraw["arm"], f"{path}.arm")
+    if arm.config.weighting != "lee-kim":
+        raise ctx.error(
+            f"{path}.arm", f"the λ search needs a lee-kim arm, but {arm.label!r} uses {arm.config.weighting!r}"
+        )
+    objective = ctx.string(sraw["objective"], f"{path}.objective")
+    if objective not in METRIC_NAMES:
+        raise ctx.error(
+            f"{path}.objective",
+            f"unknown metric {objective!r}{_near(objective, METRIC_NAMES)}; valid: {', '.join(METRIC_NAMES)}",
+        )
+    split = ctx.string(sraw.get("split", "val"), f"{path}.split")
+    if split not in TABLE_SPLITS:
+        raise ctx.error(f"{path}.split", f"split must be one of {', '.join(TABLE_SPLITS)}, got {split!r}")
+    timeout = ctx.number(sraw["timeout_s"], f"{path}.timeout_s") if "timeout_s" in sraw else None
+    if timeout is not None and timeout <= 0:
+        raise ctx.error(f"{path}.timeout_s", f"expected a positive number of seconds, got {_fmt(timeout)}")
+    sampler = ctx.string(sraw.get("sampler", "tpe"), f"{path}.sampler")
+    if sampler not in SAMPLERS:
+        raise ctx.error(f"{path}.sampler", f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    pruner = ctx.string(sraw.get("pruner", "median"), f"{path}.pruner")
+    if pruner not in PRUNERS:
+        raise ctx.error(f"{path}.pruner", f"pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+
+    template: dict[str, Any] = {}
+    for key, value in ctx.table(sraw["schedule"], f"{path}.schedule").items():
+        spath = f"{path}.schedule.{key}"
+        template[key] = _load_distribution(ctx, value, spath) if isinstance(value, Mapping) else value
+    _check_template(ctx, template, f"{path}.schedule")
+    enqueue: list[Mapping[str, Any]] = []
+    if "enqueue" in sraw:
+        if not isinstance(sraw["enqueue"], list):
+            raise ctx.error(f"{path}.enqueue", f"expected a list of λ schedules, got {_show(sraw['enqueue'])}")
+        for i, value in enumerate(sraw["enqueue"]):
+            try:
+                enqueue.append(parse_schedule(value).to_spec())
+            except ScheduleError as exc:
+                raise ScheduleError(f"{ctx.source}: {path}.enqueue[{i}]: {exc}") from exc
+    return SearchSpec(
+        study=ctx.name(sraw.get("study", spec_name), f"{path}.study", SPEC_NAME_RE, "study name"),
+        group=group.name,
+        arm=arm.label,
+        objective=objective,
+        direction="maximize" if HIGHER_IS_BETTER[objective] else "minimize",
+        split=split,
+        n_trials=ctx.integer(sraw.get("n_trials", 20), f"{path}.n_trials", 1),
+        timeout_s=timeout,
+        seeds=ctx.seeds(sraw["seeds"], f"{path}.seeds") if "seeds" in sraw else seeds,
+        sampler=sampler,
+        pruner=pruner,
+        enqueue=tuple(enqueue),
+        schedule=template,
+    )
+
+
+def _check_template(ctx: _Ctx, template: Mapping[str, Any], path: str) -> None:
+    """Every categorical combination, with numeric parameters at their low and at their high end, must be a valid
+    λ schedule (catches unknown schedule keys and impossible ranges before a study starts)."""
+    if "kind" not in template:
+        raise ctx.error(path, 'the schedule template needs kind (e.g. kind = "linear" or a categorical parameter)')
+    cats = [k for k, v in template.items() if isinstance(v, Distribution) and v.kind == "categorical"]
+    for combo in itertools.product(*(template[k].choices for k in cats)):
+        for end in ("low", "high"):
+            sample: dict[str, Any] = {}
+            for key, value in template.items():
+                if not isinstance(value, Distribution):
+                    sample[key] = value
+                elif value.kind == "categorical":
+                    sample[key] = combo[cats.index(key)]
+                else:
+                    x = value.low if end == "low" else value.high
+                    sample[key] = int(x) if value.kind == "int" else x  # type: ignore[arg-type]
+            try:
+                parse_schedule(sample)
+            except ScheduleError as exc:
+                raise ScheduleError(f"{ctx.source}: {path}: the template at {sample} is not a schedule: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------- overrides
+
+
+def _parse_literal(text: str) -> Any:
+    """A TOML literal (``1``, ``1e-4``, ``true``, ``"x"``, ``[0, 1]``, ``{a = 1}``); anything that is not valid TOML
+    is taken as a bare string, so ``encoder=resnet50`` and ``losses=L_D | L_G`` work without quotes."""
+    if "\n" in text or "\r" in text:
+        raise ConfigError(f"an override value must be on one line, got {text!r}")
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _override_target(spec: Spec, raw: Mapping[str, Any], parts: list[str], text: str) -> list[str | int]:
+    """Where in the document ``--set`` writes (see docs/specs.md, "Overrides")."""
+    usage = (
+        f"cannot apply override {text!r}: use a run setting ({', '.join(SETTING_KEYS)}), seeds, spec.<field>, "
+        "defaults.<key>, groups.<name>.<key>, overrides.<key> or search.<key>"
+    )
+    head, rest = parts[0], parts[1:]
+    if head == "seeds" and not rest:
+        return ["spec", "seeds"]
+    if head in SETTING_KEYS:
+        return ["overrides", *parts]
+    if head == "spec" and len(rest) == 1:
+        return ["spec", rest[0]]
+    if head in ("defaults", "overrides", "search") and rest:
+        return [head, *rest]
+    if head == "groups" and len(rest) >= 2:
+        names = [g.get("name") for g in raw.get("groups", []) if isinstance(g, Mapping)]
+        if rest[0] not in names:
+            raise ConfigError(
+                f"{usage}; spec {spec.name!r} has no group {rest[0]!r} (groups: {', '.join(map(str, names))})"
+            )
+        index = names.index(rest[0])
+        tail = rest[2:] if rest[1] == "defaults" else rest[1:]
+        if not tail:
+            raise ConfigError(usage)
+        if tail[0] in ("title", "description") and len(tail) == 1:
+            return ["groups", index, tail[0]]
+        return ["groups", index, "defaults", *tail]
+    raise ConfigError(usage)
+
+
+def _deep_set(doc: dict[str, Any], keys: Sequence[str | int], value: Any, text: str) -> None:
+    node: Any = doc
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            node = node[key]  # type: ignore[index]
+            continue
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, (dict, list)):
+            shown = ".".join(str(k) for k in keys[: i + 1])
+            raise ConfigError(f"cannot apply override {text!r}: {shown} is {child!r}, not a table")
+        node = child
+    node[keys[-1]] = value
+
+
+def apply_overrides(spec: Spec, assignments: Sequence[str]) -> Spec:
+    """A new spec with ``--set`` assignments applied, validated like a file.
+
+    Each assignment is ``KEY=VALUE``; VALUE is a TOML literal (or a bare string). KEY is a run setting (forced on
+    every arm: written to [overrides], the highest precedence), ``seeds``, or a dotted path: ``spec.seeds``,
+    ``defaults.batch_size``, ``groups.a.epochs`` (group defaults), ``overrides.dataset_options.root``,
+    ``search.n_trials``. Table-valued settings take dotted sub-keys (``dataset_options.train.length=64``).
+    """
+    raw: dict[str, Any] = copy.deepcopy(dict(spec.raw))
+    for text in assignments:
+        key, sep, value_text = text.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise ConfigError(f"an override is KEY=VALUE (e.g. epochs=1 or defaults.batch_size=4), got {text!r}")
+        target = _override_target(spec, raw, [p.strip() for p in parts], text)
+        _deep_set(raw, target, _parse_literal(value_text.strip()), text)
+    source = f"{spec.source} (with --set {' '.join(assignments)})" if assignments else spec.source
+    return spec_from_dict(raw, source=source, default_name=spec.name, path=spec.path)
