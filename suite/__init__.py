@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-import mlrd_core  # noqa: F401  (offline hub default and the torchvision shim come first)
+import mlrd_core
 
 __version__ = mlrd_core.__version__

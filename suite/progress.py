@@ -61,3 +61,86 @@ class RunProgress:
                 self._progress.console.print(line)
             else:
                 print(line, file=sys.stderr, flush=True)
+
+
+class SuiteProgress:
+    """Progress of a whole spec: an overall bar with one line per active run (slot, run, epoch/period, loss, λ,
+    ETA) on a terminal; one plain line per started/finished/failed run otherwise.
+
+    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``).
+    """
+
+    def __init__(self, total: int, *, already_done: int = 0, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.total = total
+        self.completed = already_done
+        self._progress: Progress | None = None
+        self._overall: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> SuiteProgress:
+        if self.live:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._progress.start()
+            self._overall = self._progress.add_task(
+                "[bold]all runs", total=self.total, completed=self.completed, status=self._count()
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _count(self) -> str:
+        return f"{self.completed}/{self.total} done"
+
+    @staticmethod
+    def label(run: Any) -> str:
+        return f"{run.group}/{run.arm} s{run.seed}"
+
+    def _line(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def event(self, kind: str, info: Mapping[str, Any]) -> None:
+        run = info["run"]
+        key = run.run_id
+        if kind == "start":
+            if self._progress is not None:
+                self._tasks[key] = self._progress.add_task(
+                    f"  {info['slot']:>5} {self.label(run)}", total=None, status="starting"
+                )
+            else:
+                self._line(f"start  {self.label(run)} [{key[:12]}] on {info['slot']}")
+        elif kind == "progress" and self._progress is not None and key in self._tasks:
+            beat = info["info"]
+            if "step" in beat:
+                epochs = run.config.epochs
+                total = beat["batches"] * epochs
+                done = beat["epoch"] * beat["batches"] + beat["batch"] + 1
+                lam = beat.get("lam")
+                status = f"ep {beat['epoch'] + 1}/{epochs} p{beat.get('period', 0)} loss {beat['loss']:.3g}"
+                if lam is not None:
+                    status += f" λ {lam:+.2g}"
+                self._progress.update(self._tasks[key], total=total, completed=done, status=status)
+        elif kind in ("done", "failed"):
+            if self._progress is not None and key in self._tasks:
+                self._progress.remove_task(self._tasks.pop(key))
+            if kind == "done":
+                self.completed += 1
+                self._line(f"done   {self.label(run)} [{key[:12]}] in {info['seconds']:.0f}s ({self._count()})")
+            else:
+                self._line(f"FAILED {self.label(run)} [{key[:12]}]: {info['error']}")
+            if self._progress is not None:
+                self._progress.update(self._overall, completed=self.completed, status=self._count())
+        elif kind == "retry":
+            self._line(f"retry  {self.label(run)} [{key[:12]}] (attempt {info['attempt']})")

@@ -1,0 +1,79 @@
+"""``python -m suite plan SPEC``: the run matrix without running anything.
+
+For every run: group, arm, seed, short id, and its state in the store (new, done, failed, ...). Runs shared with
+other arms or specs (same content hash) are listed once per arm but run once. The estimate of device time uses
+the wall time of finished runs of the same arm (other seeds); arms without any finished run are counted as
+unknown. Reading the plan writes nothing (no database is created when none exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.plan import PlannedRun
+from suite.spec import Spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="show a spec's run matrix, cached runs and estimate", description=__doc__
+    )
+    add_spec_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, runs = load_plan(args)
+    return show_plan(args, spec, runs)
+
+
+def _states(args: argparse.Namespace, runs: list[PlannedRun]) -> dict[str, Any]:
+    if not store_exists(args):
+        return {}
+    store = open_db(args)
+    try:
+        return {r.run_id: info for r in runs if (info := store.get_run(r.run_id)) is not None}
+    finally:
+        store.close()
+
+
+def show_plan(args: argparse.Namespace, spec: Spec, runs: list[PlannedRun]) -> int:
+    infos = _states(args, runs)
+    table = Table(title=f"{spec.name}: {spec.title}" if spec.title else spec.name)
+    for col in ("group", "arm", "seed", "run id", "losses", "weighting", "λ", "state"):
+        table.add_column(col)
+    seen: set[str] = set()
+    arm_seconds: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        info = infos.get(r.run_id)
+        if info is not None and info.state == "DONE" and info.started_at and info.finished_at:
+            arm_seconds.setdefault((r.group, r.arm), []).append((info.finished_at - info.started_at).total_seconds())
+    estimate, unknown = 0.0, 0
+    for r in runs:
+        info = infos.get(r.run_id)
+        state = str(info.state) if info is not None else "new"
+        if r.run_id in seen:
+            state += " (shared)"
+        elif state != "DONE":
+            known = arm_seconds.get((r.group, r.arm))
+            if known:
+                estimate += sum(known) / len(known)
+            else:
+                unknown += 1
+        seen.add(r.run_id)
+        table.add_row(r.group, r.arm, str(r.seed), r.short_id[:12], r.config.losses, r.weighting, r.lam, state)
+    console = Console()
+    console.print(table)
+    done = sum(1 for i in infos.values() if i.state == "DONE")
+    console.print(
+        f"{len(runs)} planned runs, {len(seen)} distinct, {done} done, {len(seen) - done} to run; "
+        f"estimated time {timedelta(seconds=round(estimate))} for runs of arms with finished seeds"
+        + (f", {unknown} run(s) of arms with no finished run yet (unknown)" if unknown else "")
+    )
+    return 0

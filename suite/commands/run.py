@@ -1,0 +1,75 @@
+"""``python -m suite run SPEC``: plan, train what is not done yet, ingest, render the spec's tables.
+
+The same command again resumes: DONE runs are skipped, RUNNING runs left by a killed coordinator are settled
+(ingested if their result exists, otherwise LOST and resumed from their checkpoint), FAILED and LOST runs are
+retried up to ``--max-attempts`` times in this invocation, and ``--force`` reruns everything from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, planned_rows
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run a spec (resumes; renders its tables)", description=__doc__)
+    add_spec_arguments(parser)
+    parser.add_argument("--jobs", type=int, default=None, help="CPU slots (default: one per visible GPU, else 1)")
+    parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
+    parser.add_argument("--force", action="store_true", help="rerun every run of the spec from scratch")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan and exit (writes nothing)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from suite.executor import LocalExecutor, local_slots
+    from suite.plan import unique_runs
+    from suite.progress import SuiteProgress
+    from suite.store import RunState
+
+    spec, runs = load_plan(args)
+    if args.dry_run:
+        from suite.commands.plan import show_plan
+
+        return show_plan(args, spec, runs)
+    slots = local_slots(args.jobs)
+    store = open_db(args)
+    try:
+        store.add_planned(planned_rows(runs))
+        executor = LocalExecutor(
+            store, runs_dir=args.results / "runs", slots=slots, max_attempts=max(1, args.max_attempts)
+        )
+        executor.recover(store.runs(spec=spec.name, states=[RunState.RUNNING]))
+        todo_all = unique_runs(runs)
+        if args.force:
+            for r in todo_all:
+                if store.get_run(r.run_id).state != RunState.RUNNING:
+                    store.reset(r.run_id)
+                    shutil.rmtree(executor.run_dir(r.run_id), ignore_errors=True)
+        todo = [r for r in todo_all if store.get_run(r.run_id).state != RunState.DONE]
+        print(
+            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo)} done, {len(todo)} to run "
+            f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]",
+            file=sys.stderr,
+        )
+        with SuiteProgress(len(todo_all), already_done=len(todo_all) - len(todo)) as progress:
+            summary = executor.execute(todo, on_event=progress.event)
+        from suite.commands.table import render_and_write
+
+        paths, text = render_and_write(spec, runs, store, args.results, fmt="md")
+    finally:
+        store.close()
+    print(text)
+    print(f"tables:   {args.results / spec.name}/ ({', '.join(sorted({p.suffix for p in paths}))})")
+    print(f"database: {db_url(args)}")
+    print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
+    if summary.interrupted:
+        print("interrupted: the same command resumes", file=sys.stderr)
+        return 130
+    if summary.failed:
+        print(f"{len(summary.failed)} run(s) failed; see: python -m suite status {args.spec} --failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,55 @@
+"""``python -m suite table SPEC``: render the spec's tables from the results store.
+
+Writes ``<results>/<spec>/<table>.md``, ``.tex`` and ``.csv`` and prints the chosen format. Cells are mean ± std
+over seeds with n; see docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.plan import PlannedRun
+from suite.spec import Spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("table", help="render a spec's tables (md, latex, csv)", description=__doc__)
+    add_spec_arguments(parser)
+    parser.add_argument("--format", choices=("md", "latex", "csv"), default="md", help="what to print (default md)")
+    parser.set_defaults(func=run)
+
+
+def render_and_write(
+    spec: Spec, runs: list[PlannedRun], store: Any | None, results: Path, *, fmt: str
+) -> tuple[list[Path], str]:
+    """Render every table of ``spec`` from ``store`` (None: no results yet), write them, return paths and text."""
+    from suite.report import METRICS_FRAME_COLUMNS
+    from suite.tables import TIMINGS_FRAME_COLUMNS, render_spec_tables, write_tables
+
+    if store is None:
+        metrics = pd.DataFrame(columns=list(METRICS_FRAME_COLUMNS))
+        timings = pd.DataFrame(columns=list(TIMINGS_FRAME_COLUMNS))
+    else:
+        metrics = store.metrics_frame(spec=spec.name)
+        timings = store.timings_frame(spec=spec.name)
+    rendered = render_spec_tables(spec, runs, metrics, timings)
+    paths = write_tables(rendered, results / spec.name)
+    return paths, "\n".join(formats[fmt] for formats in rendered.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, runs = load_plan(args)
+    store = open_db(args) if store_exists(args) else None
+    try:
+        paths, text = render_and_write(spec, runs, store, args.results, fmt=args.format)
+    finally:
+        if store is not None:
+            store.close()
+    print(text)
+    print(f"written: {', '.join(str(p) for p in paths)}")
+    return 0

@@ -1,0 +1,270 @@
+"""Executors: run planned runs as worker processes and feed their results into the store.
+
+The coordinator (this module, in the ``python -m suite run`` process) is the only database writer. Workers
+(:mod:`suite.worker`) get a run folder, write heartbeats and an atomic ``result.json`` there, and exit. The
+coordinator ingests each result in one transaction, so a run is DONE exactly once with all its rows, or not DONE.
+
+Local execution uses one subprocess per run: one per visible GPU (pinned through ``CUDA_VISIBLE_DEVICES``) or
+``--jobs N`` CPU slots. Workers are tied to the coordinator's life (Linux ``PR_SET_PDEATHSIG``), so killing the
+coordinator, even with SIGKILL, leaves no orphan training; the next ``run`` finds their runs RUNNING with a dead pid,
+marks them LOST and resumes them from their last period checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from suite.worker import ERROR_FILE, HEARTBEAT_FILE, RESULT_FILE, RUN_FILE, read_json, write_json_atomic
+
+STALE_AFTER_S = 120.0
+POLL_S = 0.5
+
+
+class RunLike(Protocol):
+    """What an executor needs of a planned run (``suite.plan.PlannedRun`` provides it)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def config(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one worker runs: a device string for the trainer, extra environment, and a torch thread count."""
+
+    name: str
+    device: str = "cpu"
+    env: Mapping[str, str] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def local_slots(jobs: int | None = None, *, cuda_devices: Sequence[str] | None = None) -> list[Slot]:
+    """One slot per visible GPU, or ``jobs`` CPU slots sharing the cores evenly.
+
+    GPUs are taken from ``cuda_devices`` (default: ``CUDA_VISIBLE_DEVICES`` or every device torch sees); each slot
+    pins its worker to one GPU with ``CUDA_VISIBLE_DEVICES``. ``jobs`` forces CPU slots.
+    """
+    if jobs is None:
+        if cuda_devices is None:
+            cuda_devices = _visible_cuda_devices()
+        if cuda_devices:
+            return [Slot(f"gpu{dev}", device="cuda", env={"CUDA_VISIBLE_DEVICES": str(dev)}) for dev in cuda_devices]
+        jobs = 1
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)
+    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return [Slot(f"cpu{i}", device="cpu", env=env, threads=threads) for i in range(jobs)]
+
+
+def _visible_cuda_devices() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL this worker when the coordinator dies, whatever killed it."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Active:
+    run: Any
+    slot: Slot
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+    log: IO[bytes]
+    started: float
+    last_beat: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExecutionSummary:
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+Event = Callable[[str, Mapping[str, Any]], None]
+
+
+class LocalExecutor:
+    """Runs workers as local subprocesses, one per slot, and is the single writer of the store."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        runs_dir: Path,
+        slots: Sequence[Slot],
+        max_attempts: int = 3,
+        stale_after_s: float = STALE_AFTER_S,
+        on_event: Event | None = None,
+    ) -> None:
+        self.store = store
+        self.runs_dir = runs_dir
+        self.slots = list(slots)
+        self.max_attempts = max_attempts
+        self.stale_after_s = stale_after_s
+        self.on_event = on_event or (lambda kind, info: None)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id[:16]
+
+    # ------------------------------------------------------------------------------------------ execution
+    def execute(self, runs: Sequence[Any], on_event: Event | None = None) -> ExecutionSummary:
+        """Run ``runs`` to completion (or failure past the retry budget). Ctrl-C stops the workers; their runs
+        become LOST and resume from their checkpoints the next time."""
+        if on_event is not None:
+            self.on_event = on_event
+        queue = list(runs)
+        attempts: dict[str, int] = {}
+        active: dict[str, _Active] = {}
+        summary = ExecutionSummary()
+        try:
+            while queue or active:
+                free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
+                while queue and free:
+                    run = queue.pop(0)
+                    attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
+                    active[run.run_id] = self._start(run, free.pop(0))
+                time.sleep(POLL_S)
+                for run_id, act in list(active.items()):
+                    self._pulse(act)
+                    code = act.proc.poll()
+                    if code is None:
+                        continue
+                    del active[run_id]
+                    act.log.close()
+                    if self._finish(act, code):
+                        summary.done.append(run_id)
+                    elif attempts[run_id] < self.max_attempts:
+                        self.on_event("retry", {"run": act.run, "attempt": attempts[run_id] + 1})
+                        queue.append(act.run)
+                    else:
+                        summary.failed[run_id] = self.store.get_run(run_id).error or "failed"
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for act in active.values():
+                act.proc.send_signal(signal.SIGTERM)
+            for act in active.values():
+                try:
+                    act.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    act.proc.kill()
+                act.log.close()
+                self.store.mark_lost(act.run.run_id, "interrupted by the user (Ctrl-C); resumes on the next run")
+        return summary
+
+    def _start(self, run: Any, slot: Slot) -> _Active:
+        run_dir = self.run_dir(run.run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        write_json_atomic(
+            run_dir / RUN_FILE,
+            {
+                "run_id": run.run_id,
+                "seed": run.seed,
+                "config": run.config.to_dict(),
+                "device": slot.device,
+                "threads": slot.threads,
+            },
+        )
+        log = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - closed when the worker ends
+        env = {**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "suite.worker", str(run_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        worker = f"{socket.gethostname()}:{proc.pid}:{slot.name}"
+        self.store.mark_running(run.run_id, worker=worker, workdir=str(run_dir))
+        act = _Active(run=run, slot=slot, proc=proc, run_dir=run_dir, log=log, started=time.time())
+        self.on_event("start", {"run": run, "slot": slot.name})
+        return act
+
+    def _pulse(self, act: _Active) -> None:
+        beat = read_json(act.run_dir / HEARTBEAT_FILE)
+        if beat and beat.get("pid") == act.proc.pid and beat["time"] > act.last_beat:
+            act.last_beat = beat["time"]
+            act.info = beat
+            self.store.heartbeat(act.run.run_id)
+            self.on_event("progress", {"run": act.run, "slot": act.slot.name, "info": beat, "started": act.started})
+
+    def _finish(self, act: _Active, code: int) -> bool:
+        result = read_json(act.run_dir / RESULT_FILE) if code == 0 else None
+        if result is not None:
+            self.store.ingest_result(act.run.run_id, result)
+            self.on_event("done", {"run": act.run, "seconds": time.time() - act.started})
+            return True
+        error = read_json(act.run_dir / ERROR_FILE)
+        if error is not None:
+            message = f"{error['type']}: {error['message']}\n{error['traceback']}"
+        else:
+            tail = (act.run_dir / "worker.log").read_bytes()[-4000:].decode(errors="replace")
+            message = f"worker exited with code {code} and no result\n{tail}"
+        self.store.mark_failed(act.run.run_id, message)
+        self.on_event("failed", {"run": act.run, "error": message.splitlines()[0]})
+        return False
+
+    # ------------------------------------------------------------------------------------------ recovery
+    def recover(self, running: Sequence[Any]) -> list[str]:
+        """Settle runs the store says are RUNNING although no coordinator is driving them (it was killed).
+
+        A finished result on disk is ingested; a worker that is gone (dead pid on this host, or a heartbeat older
+        than ``stale_after_s``) makes the run LOST, to be resumed from its checkpoint. Returns the ids ingested.
+        """
+        ingested = []
+        host = socket.gethostname()
+        for info in running:
+            run_dir = self.run_dir(info.run_id)
+            result = read_json(run_dir / RESULT_FILE)
+            if result is not None:
+                self.store.ingest_result(info.run_id, result)
+                ingested.append(info.run_id)
+                continue
+            worker_host, _, rest = (info.worker or "").partition(":")
+            pid = int(rest.split(":")[0]) if rest.split(":")[0].isdigit() else None
+            beat = read_json(run_dir / HEARTBEAT_FILE) or {}
+            stale = time.time() - float(beat.get("time", 0.0)) > self.stale_after_s
+            dead_here = worker_host == host and pid is not None and not pid_alive(pid)
+            if dead_here or stale:
+                why = "its worker process is gone" if dead_here else f"no heartbeat for {self.stale_after_s:.0f}s"
+                self.store.mark_lost(info.run_id, why)
+        return ingested
