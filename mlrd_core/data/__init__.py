@@ -14,6 +14,7 @@ Datasets are built by name with :func:`make_dataset`; each module registers its 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -74,7 +75,16 @@ def make_dataset(
         raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}{hint}")
     if name not in DATASETS:
         importlib.import_module(_MODULES[name])
-    dataset = DATASETS[name](**options)
+    builder = DATASETS[name]
+    accepted = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise DataError(
+                f"dataset {name!r} does not take option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(accepted)}"
+            )
+    dataset = builder(**options)
     if size is None and not augment:
         return dataset
     from mlrd_core.data.transforms import TransformedDataset

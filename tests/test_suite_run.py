@@ -1,0 +1,162 @@
+"""End to end: `python -m suite run` on a tiny spec, resume, kills of a worker and of the coordinator, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.store import open_store
+
+SPEC = """
+[spec]
+name = "tiny"
+title = "tiny"
+seeds = [0, 1]
+
+[defaults]
+encoder = "test_resnet"
+decoder_width = 32
+input_size = [32, 32]
+epochs = {epochs}
+batch_size = 4
+periods_per_epoch = 2
+lr = 1e-3
+eval_batch_size = 8
+dataset_options = {{ height = 32, width = 32, train = {{ length = {length} }}, val = {{ length = 4 }}, test = {{ length = 4 }} }}
+{extra}
+
+[[groups]]
+name = "a"
+title = "tiny arms"
+
+[[groups.arms]]
+label = "D"
+losses = "L_D"
+weighting = "equal"
+
+[[groups.arms]]
+label = "all"
+losses = "L^0 | L^1"
+weighting = "lee-kim"
+schedule = "3 -> -3 @ 2"
+
+[[tables]]
+name = "tiny"
+title = "tiny table"
+columns = ["n_losses", "weighting"]
+metrics = ["delta1", "rmse"]
+"""
+
+
+def write_spec(folder: Path, *, epochs: int = 1, length: int = 8, extra: str = "") -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(SPEC.format(epochs=epochs, length=length, extra=extra))
+    return path
+
+
+def metric_rows(results: Path) -> list[tuple[object, ...]]:
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    try:
+        frame = store.metrics_frame(spec="tiny")
+        counts = store.counts("tiny")
+    finally:
+        store.close()
+    assert counts["DONE"] == 4 and sum(counts.values()) == 4, counts
+    cols = ["arm", "seed", "split", "epoch", "metric", "value"]
+    return sorted(tuple(r) for r in frame[cols].itertuples(index=False))
+
+
+def suite_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "suite", *args]
+
+
+def test_run_renders_tables_and_the_same_command_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path)
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--results", str(results), "--jobs", "2"]) == 0
+    out = capsys.readouterr()
+    assert "tiny table" in out.out and "| D " in out.out
+    assert (results / "tiny" / "tiny.md").exists() and (results / "tiny" / "tiny.tex").exists()
+    first = metric_rows(results)
+    assert {r[2] for r in first} == {"val", "test"}
+
+    assert main(["run", str(spec), "--results", str(results)]) == 0
+    assert "4 runs, 4 done, 0 to run" in capsys.readouterr().err
+    assert metric_rows(results) == first  # nothing ran twice, no duplicate rows
+
+    assert main(["status", str(spec), "--results", str(results)]) == 0
+    assert "DONE" in capsys.readouterr().out
+    assert main(["table", str(spec), "--results", str(results), "--format", "csv"]) == 0
+    assert "delta1" in capsys.readouterr().out
+
+
+def test_malformed_spec_is_one_clear_error_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path, extra='lossses = "L"')
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'lossses'" in err and "tiny.toml" in err
+    assert not results.exists()
+
+
+def test_failed_runs_are_recorded_with_their_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, extra='dataset = "middlebury"\ntrain_split = "train"')
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--results", str(results), "--max-attempts", "1"]) == 1
+    assert "failed" in capsys.readouterr().err
+    assert main(["status", str(spec), "--results", str(results), "--failed"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "DataError" in out and "does not take option(s) 'height'" in out
+
+
+def _wait_for(predicate: object, timeout: float = 240.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the run to reach the kill point")
+
+
+def _checkpoints(results: Path) -> list[Path]:
+    return list((results / "runs").glob("*/checkpoint.pt")) if (results / "runs").exists() else []
+
+
+@pytest.mark.slow
+def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_numbers(tmp_path: Path) -> None:
+    """Reference: an uninterrupted run. Then (1) SIGKILL one worker mid-run: the coordinator retries it from its
+    checkpoint; (2) SIGKILL the coordinator itself mid-spec (its workers die with it): the same command again
+    finishes every run exactly once. Both end with the reference's metrics."""
+    spec = write_spec(tmp_path, epochs=2, length=16)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(suite_cmd("run", str(spec), "--results", str(reference), "--jobs", "1"), env=env, check=True)
+    expected = metric_rows(reference)
+
+    # (1) kill a worker after its first checkpoint
+    worker_kill = tmp_path / "worker-kill"
+    coord = subprocess.Popen(suite_cmd("run", str(spec), "--results", str(worker_kill), "--jobs", "1"), env=env)
+    _wait_for(lambda: _checkpoints(worker_kill))
+    beat = json.loads(next((worker_kill / "runs").glob("*/heartbeat.json")).read_text())
+    os.kill(beat["pid"], signal.SIGKILL)
+    assert coord.wait(timeout=300) == 0
+    assert metric_rows(worker_kill) == expected
+
+    # (2) kill the coordinator once a run is done and another one has a checkpoint
+    coord_kill = tmp_path / "coordinator-kill"
+    coord = subprocess.Popen(suite_cmd("run", str(spec), "--results", str(coord_kill), "--jobs", "1"), env=env)
+    _wait_for(lambda: len(_checkpoints(coord_kill)) >= 2)
+    coord.send_signal(signal.SIGKILL)
+    coord.wait(timeout=30)
+    subprocess.run(suite_cmd("run", str(spec), "--results", str(coord_kill), "--jobs", "1"), env=env, check=True)
+    assert metric_rows(coord_kill) == expected
