@@ -30,8 +30,14 @@ batch_size = 4
 periods_per_epoch = 2
 lr = 1e-3
 eval_batch_size = 8
-dataset_options = {{ height = 32, width = 32, train = {{ length = {length} }}, val = {{ length = 4 }}, test = {{ length = 4 }} }}
 {extra}
+
+[defaults.dataset_options]
+height = 32
+width = 32
+train = {{ length = {length} }}
+val = {{ length = 4 }}
+test = {{ length = 4 }}
 
 [[groups]]
 name = "a"
