@@ -11,6 +11,6 @@ import os
 # set before huggingface_hub is imported. Users who are online opt in with HF_HUB_OFFLINE=0.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mlrd_core import _tv_compat  # noqa: E402,F401  (must run before anything imports torchvision/timm)
+from mlrd_core import _tv_compat  # noqa: F401  (must run before anything imports torchvision/timm)
 
 __version__ = "0.1.0"

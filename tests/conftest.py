@@ -7,8 +7,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import mlrd_core  # noqa: E402,F401  (registers the torchvision op schemas before timm is imported)
-import torch  # noqa: E402
+import torch
+
+import mlrd_core  # noqa: F401  (registers the torchvision op schemas before timm is imported)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

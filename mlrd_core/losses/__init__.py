@@ -32,7 +32,7 @@ __all__ = [
     "loss_name",
 ]
 
-from mlrd_core.losses.expr import select  # noqa: E402
-from mlrd_core.losses.functional import compute_losses  # noqa: E402
+from mlrd_core.losses.expr import select
+from mlrd_core.losses.functional import compute_losses
 
 __all__ += ["compute_losses", "select"]

@@ -72,9 +72,7 @@ def loss_name(term: str, scale: int) -> str:
 
 
 #: All 78 losses, scale-major, in canonical order.
-LOSS_SPECS: tuple[LossSpec, ...] = tuple(
-    LossSpec(loss_name(term, k), k, term) for k in SCALES for term in TERMS
-)
+LOSS_SPECS: tuple[LossSpec, ...] = tuple(LossSpec(loss_name(term, k), k, term) for k in SCALES for term in TERMS)
 LOSS_NAMES: tuple[str, ...] = tuple(s.name for s in LOSS_SPECS)
 LOSS_BY_NAME: dict[str, LossSpec] = {s.name: s for s in LOSS_SPECS}
 _POSITION: dict[str, int] = {name: i for i, name in enumerate(LOSS_NAMES)}
