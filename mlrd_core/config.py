@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class RunConfig:
     pretrained: bool | str = False
     decoder_width: int = 1024
     skips: bool = False
+    init_depth: float | None = None  # output head bias -> initial prediction in metres (None: PyTorch init, the paper)
     # data (mlrd_core.data.make_dataset)
     dataset: str = "synthetic"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
@@ -78,6 +80,16 @@ class RunConfig:
             (
                 self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
                 f"max_steps_per_epoch must be None or >= 1, got {self.max_steps_per_epoch}",
+            ),
+            (
+                self.init_depth is None
+                or (
+                    isinstance(self.init_depth, (int, float))
+                    and not isinstance(self.init_depth, bool)
+                    and math.isfinite(self.init_depth)
+                    and self.init_depth > 0
+                ),
+                f"init_depth must be None or a finite depth > 0 (metres), got {self.init_depth!r}",
             ),
             (
                 self.grad_clip is None or self.grad_clip > 0,

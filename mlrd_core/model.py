@@ -183,6 +183,10 @@ class DepthDecoder(nn.Module):
         skips: if true, block ``i`` (output reduction ``r_L / 2^(i+1)``) concatenates the deepest encoder
             level with exactly that reduction, when there is one (vgg16's stride-1 level feeds the last block).
         output: activation on the final 1-channel conv (:data:`OUTPUT_ACTIVATIONS`).
+        init_depth: if given (metres, > 0), the head's bias is set so that a zero head input gives this depth
+            after the output activation (``b = init_depth``; for softplus ``b = log(expm1(init_depth))``). The
+            head's weights keep their small default init, so the untrained model predicts about ``init_depth``
+            everywhere instead of about 0. ``None`` (default) keeps PyTorch's default init, as in the paper.
     """
 
     def __init__(
@@ -193,6 +197,7 @@ class DepthDecoder(nn.Module):
         width: int = 1024,
         skips: bool = False,
         output: OutputActivation = "linear",
+        init_depth: float | None = None,
     ) -> None:
         super().__init__()
         if len(channels) != len(reductions) or not channels:
@@ -209,6 +214,7 @@ class DepthDecoder(nn.Module):
                 f"up-blocks), got {width!r}"
             )
         _check_output(output)
+        _check_init_depth(init_depth)
         self.output = output
         self.input_multiple = int(reductions[-1])
         self.block_reductions: tuple[int, ...] = tuple(self.input_multiple // 2 ** (i + 1) for i in range(n_blocks))
@@ -223,6 +229,10 @@ class DepthDecoder(nn.Module):
             for c_in, c_out, level in zip(in_widths, self.widths, self.skip_levels, strict=True)
         )
         self.head = nn.Conv2d(self.widths[-1], 1, kernel_size=3, padding=1)
+        if init_depth is not None:
+            assert self.head.bias is not None  # nn.Conv2d has a bias unless bias=False
+            with torch.no_grad():
+                self.head.bias.fill_(_output_inverse(output, float(init_depth)))
 
     def forward(self, features: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
         """Encoder ``features`` (shallow to deep, NCHW) -> depth [B, 1, *size]; ``size`` is the input's (H, W)."""
@@ -282,6 +292,7 @@ class DepthModel(nn.Module):
         decoder_width: int = 1024,
         skips: bool = False,
         output: OutputActivation = "linear",
+        init_depth: float | None = None,
         weights_report: WeightsReport | None = None,
     ) -> None:
         super().__init__()
@@ -297,6 +308,7 @@ class DepthModel(nn.Module):
             width=decoder_width,
             skips=skips,
             output=output,
+            init_depth=init_depth,
         )
         self.weights_report = weights_report or WeightsReport("random")
         self._nhwc = str(getattr(encoder, "output_fmt", "NCHW")).upper().endswith("NHWC")
@@ -362,6 +374,7 @@ def create_depth_model(
     skips: bool = False,
     out_indices: Sequence[int] | None = None,
     output: OutputActivation = "linear",
+    init_depth: float | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> DepthModel:
@@ -379,6 +392,10 @@ def create_depth_model(
         out_indices: encoder levels to use (timm's ``out_indices``); default all. The deepest chosen level feeds
             the decoder and fixes :attr:`DepthModel.input_multiple`.
         output: ``"linear"`` (the paper's plain conv output), ``"relu"`` or ``"softplus"`` (positive depth).
+        init_depth: initial output level in metres (> 0): the head's bias is set so that the untrained model
+            predicts about this depth everywhere (see :class:`DepthDecoder`). ``None`` (default): PyTorch's init,
+            as in the paper, which starts near 0 m. Useful for random-init encoders and for loss sets in which
+            few losses see the absolute depth level (of the 78, only ``l_D^k`` do).
         mean, std: override the RGB normalisation; default the encoder's timm pretrained config. The authors'
             released code feeds [0, 1] images unnormalised, i.e. ``mean=(0, 0, 0), std=(1, 1, 1)``.
 
@@ -388,6 +405,7 @@ def create_depth_model(
     """
     _check_encoder_name(encoder)
     _check_output(output)
+    _check_init_depth(init_depth)
     kwargs = _feature_kwargs(out_indices)
     if isinstance(pretrained, bool):
         if pretrained:
@@ -420,6 +438,7 @@ def create_depth_model(
         decoder_width=decoder_width,
         skips=skips,
         output=output,
+        init_depth=init_depth,
         weights_report=report,
     )
 
@@ -449,6 +468,24 @@ def _check_encoder_name(name: str) -> None:
 def _check_output(output: str) -> None:
     if output not in OUTPUT_ACTIVATIONS:
         raise ModelError(f"output must be one of {OUTPUT_ACTIVATIONS}, got {output!r}")
+
+
+def _check_init_depth(init_depth: float | None) -> None:
+    if init_depth is None:
+        return
+    if (
+        isinstance(init_depth, bool)
+        or not isinstance(init_depth, (int, float))
+        or not (math.isfinite(init_depth) and init_depth > 0)
+    ):
+        raise ModelError(f"init_depth must be None or a finite depth > 0 (metres), got {init_depth!r}")
+
+
+def _output_inverse(output: str, depth: float) -> float:
+    """The pre-activation value that ``output`` maps to ``depth`` (> 0)."""
+    if output == "softplus":
+        return depth + math.log(-math.expm1(-depth))  # log(expm1(depth)), stable for large depth
+    return depth  # linear and relu are the identity on positive values
 
 
 def _feature_kwargs(out_indices: Sequence[int] | None) -> dict[str, Any]:

@@ -260,7 +260,11 @@ def fit(
     names = select(config.losses)
 
     model = create_depth_model(
-        config.encoder, pretrained=config.pretrained, decoder_width=config.decoder_width, skips=config.skips
+        config.encoder,
+        pretrained=config.pretrained,
+        decoder_width=config.decoder_width,
+        skips=config.skips,
+        init_depth=config.init_depth,
     ).to(device)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

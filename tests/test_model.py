@@ -209,6 +209,35 @@ def test_output_activations() -> None:
         create_depth_model("test_resnet", output="exp")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("output", ["linear", "relu", "softplus"])
+def test_init_depth_sets_the_initial_output_level(output: str) -> None:
+    torch.manual_seed(0)
+    model = create_depth_model("test_resnet", decoder_width=64, skips=True, output=output, init_depth=3.0).eval()
+    with torch.no_grad():
+        pred = model(torch.rand(2, 3, 64, 96))
+    # the head's weights keep their small default init, so the untrained model predicts about init_depth everywhere
+    assert abs(pred.median().item() - 3.0) < 0.5
+    # exactly: a zero head input gives init_depth after the output activation
+    head = model.decoder.head
+    level = model.decoder.head(torch.zeros(1, head.in_channels, 1, 1))
+    level = {"linear": level, "relu": torch.relu(level), "softplus": torch.nn.functional.softplus(level)}[output]
+    assert level.item() == pytest.approx(3.0, abs=1e-5)
+
+
+def test_init_depth_default_keeps_pytorch_init_and_rejects_bad_values() -> None:
+    torch.manual_seed(0)
+    default = create_depth_model("test_resnet", decoder_width=64)
+    torch.manual_seed(0)
+    same = create_depth_model("test_resnet", decoder_width=64, init_depth=None)
+    assert torch.equal(default.decoder.head.bias, same.decoder.head.bias)
+    head = default.decoder.head
+    bound = 1 / (head.in_channels * 9) ** 0.5  # PyTorch's uniform init: near 0 m
+    assert abs(head.bias.item()) <= bound
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ModelError, match="init_depth must be None or a finite depth > 0"):
+            create_depth_model("test_resnet", decoder_width=64, init_depth=bad)  # type: ignore[arg-type]
+
+
 def test_channels_last_matches_contiguous() -> None:
     torch.manual_seed(0)
     model = create_depth_model("test_resnet", decoder_width=64, skips=True).eval()

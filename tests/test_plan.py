@@ -158,6 +158,7 @@ CHANGES: dict[str, Any] = {
     "pretrained": True,
     "decoder_width": 512,
     "skips": True,
+    "init_depth": 3.0,
     "dataset": "middlebury",
     "dataset_options": {"length": 3},
     "input_size": (64, 64),

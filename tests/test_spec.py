@@ -154,11 +154,12 @@ def test_demo_is_cpu_sized(shipped: dict[str, Spec]) -> None:
     assert labels == ["{l_D^0}", "L_D | L_G, weighting=equal", "L_D | L_G, weighting=lee-kim", "L"]
     for arm in spec.arms():
         cfg = arm.config
-        assert cfg.dataset == "synthetic" and cfg.encoder == "resnet18" and not cfg.pretrained
+        assert cfg.dataset == "synthetic" and cfg.encoder == "mobilenetv3_small_100" and not cfg.pretrained
         assert cfg.input_size == (64, 96)
-        assert cfg.epochs * cfg.dataset_options["train"]["length"] // cfg.batch_size <= 64  # steps per run
+        assert cfg.skips and cfg.init_depth == 3.0  # the two changes that make the random-init demo learn
+        assert cfg.epochs * cfg.dataset_options["train"]["length"] // cfg.batch_size <= 256  # steps per run
     lee_kim = spec.group("demo").arm("L_D | L_G, weighting=lee-kim").config
-    assert lee_kim.weighting_options["schedule"]["epochs"] == 4
+    assert lee_kim.weighting_options["schedule"]["epochs"] == lee_kim.epochs == 8
 
 
 def test_lambda_search_section(shipped: dict[str, Spec]) -> None:

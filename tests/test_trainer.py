@@ -153,6 +153,25 @@ def test_run_config_rejects_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
         RunConfig(batch_size=0)
     assert RunConfig.from_dict(TINY.to_dict()) == TINY
+    for bad in (0, -2.0, float("nan"), "3", True):
+        with pytest.raises(ConfigError, match="init_depth must be None or a finite depth > 0"):
+            RunConfig(init_depth=bad)  # type: ignore[arg-type]
+    assert RunConfig(init_depth=3).init_depth == 3
+
+
+def test_init_depth_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlrd_core.model
+
+    seen: list[object] = []
+    create = mlrd_core.model.create_depth_model
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("init_depth"))
+        return create(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mlrd_core.model, "create_depth_model", spy)
+    fit(TINY.replace(epochs=1, init_depth=2.5, val_split=None, test_split=None), seed=0)
+    assert seen == [2.5]
 
 
 def test_cli_train_writes_a_result_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
