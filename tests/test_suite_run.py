@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from suite.cli import main
@@ -102,6 +103,9 @@ def test_run_renders_tables_and_the_same_command_resumes(tmp_path: Path, capsys:
     assert "DONE" in capsys.readouterr().out
     assert main(["table", str(spec), "--results", str(results), "--format", "csv"]) == 0
     assert "delta1" in capsys.readouterr().out
+    assert main(["export", str(spec), "--results", str(results), "--format", "parquet", "--frames", "metrics"]) == 0
+    exported = pd.read_parquet(results / "tiny" / "export" / "tiny-metrics.parquet")
+    assert sorted(map(tuple, exported[["arm", "seed", "split", "epoch", "metric", "value"]].values)) == first
 
 
 def test_malformed_spec_is_one_clear_error_and_writes_nothing(
