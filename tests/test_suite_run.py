@@ -146,7 +146,7 @@ def _checkpoints(results: Path) -> list[Path]:
 def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_numbers(tmp_path: Path) -> None:
     """Reference: an uninterrupted run. Then (1) SIGKILL one worker mid-run: the coordinator retries it from its
     checkpoint; (2) SIGKILL the coordinator itself mid-spec (its workers die with it): the same command again
-    finishes every run exactly once. Both end with the reference's metrics."""
+    finishes every run exactly once; (3) Ctrl-C (SIGINT) the coordinator. All end with the reference's metrics."""
     spec = write_spec(tmp_path, epochs=2, length=16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
@@ -170,3 +170,18 @@ def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_number
     coord.wait(timeout=30)
     subprocess.run(suite_cmd("run", str(spec), "--results", str(coord_kill), "--jobs", "1"), env=env, check=True)
     assert metric_rows(coord_kill) == expected
+
+    # (3) Ctrl-C: the coordinator stops its workers, marks their runs LOST and exits 130; the same command resumes
+    ctrl_c = tmp_path / "ctrl-c"
+    coord = subprocess.Popen(suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1"), env=env)
+    _wait_for(lambda: _checkpoints(ctrl_c))
+    coord.send_signal(signal.SIGINT)
+    assert coord.wait(timeout=60) == 130
+    store = open_store(f"sqlite:///{ctrl_c / 'mlrd.db'}")
+    try:
+        lost = store.runs(spec="tiny", states=["LOST"])
+    finally:
+        store.close()
+    assert len(lost) == 1 and "interrupted" in (lost[0].error or "")
+    subprocess.run(suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1"), env=env, check=True)
+    assert metric_rows(ctrl_c) == expected
