@@ -96,7 +96,7 @@ def period_ends(n_batches: int, periods_per_epoch: int) -> list[int]:
     return [e for e in ends if e >= 0]
 
 
-def _split_options(config: RunConfig, split: str) -> dict[str, Any]:
+def split_options(config: RunConfig, split: str) -> dict[str, Any]:
     """``dataset_options`` shared by all splits, with ``dataset_options[split]`` (a table) overriding them."""
     opts = {k: v for k, v in config.dataset_options.items() if not isinstance(v, Mapping)}
     opts.update(config.dataset_options.get(split, {}) or {})
@@ -276,7 +276,7 @@ def fit(
     step_model = torch.compile(model) if config.compile else model
 
     def data(split: str, **extra: Any) -> Dataset:
-        return make_dataset(config.dataset, split=split, seed=seed, **_split_options(config, split), **extra)
+        return make_dataset(config.dataset, split=split, seed=seed, **split_options(config, split), **extra)
 
     train_set = data(config.train_split, size=config.input_size, augment=config.augment)
     val_set = data(config.val_split) if config.val_split else None
@@ -417,3 +417,18 @@ def _record(result: RunResult, split: str, epoch: int, protocol: str, metrics: M
         {"split": split, "epoch": epoch, "protocol": protocol, "name": name, "value": float(value)}
         for name, value in metrics.items()
     )
+
+
+def steps_per_epoch(config: RunConfig) -> int:
+    """Training steps in one epoch of ``config`` (builds the training dataset, which is cheap: items load lazily)."""
+    from mlrd_core.data import make_dataset
+
+    n = len(make_dataset(config.dataset, split=config.train_split, **split_options(config, config.train_split)))  # type: ignore[arg-type]
+    return len(epoch_batches(n, config.batch_size, 0, 0, config.max_steps_per_epoch))
+
+
+def probe_step_time(config: RunConfig, *, steps: int = 3, device: torch.device | str = "cpu") -> float:
+    """Seconds per training step of ``config``, measured by :func:`fit` itself on ``steps`` steps after a warm-up
+    step (no validation, no test, no checkpoint). Used to estimate a plan's device time before anything ran."""
+    short = config.replace(epochs=1, max_steps_per_epoch=steps + 1, val_split=None, test_split=None)
+    return fit(short, seed=0, device=device).timings["s_per_iter"]
