@@ -205,3 +205,42 @@ def test_cli_train_writes_a_result_and_resumes(tmp_path: Path, capsys: pytest.Ca
     config_file.write_text(body.replace("epochs = 1", "epochz = 1"))
     assert main(["train", str(config_file), "--out", str(out)]) == 2
     assert "unknown key 'epochz'" in capsys.readouterr().err
+
+
+def test_probe_times_a_few_steps_and_counts_steps_per_epoch() -> None:
+    from mlrd_core.trainer import probe_step_time, steps_per_epoch
+
+    assert steps_per_epoch(TINY) == 4  # 16 items / batch 4
+    assert steps_per_epoch(TINY.replace(max_steps_per_epoch=3)) == 3
+    assert probe_step_time(TINY, steps=2) > 0
+
+
+def test_cli_plan_with_probe_estimates_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "p.toml"
+    spec.write_text(
+        "\n".join(
+            [
+                "[spec]",
+                "seeds = [0]",
+                "[defaults]",
+                'encoder = "test_resnet"',
+                "decoder_width = 32",
+                "input_size = [32, 32]",
+                "epochs = 2",
+                "batch_size = 4",
+                "[defaults.dataset_options]",
+                "length = 8",
+                "height = 32",
+                "width = 32",
+                "[[groups]]",
+                'name = "g"',
+                "[[groups.arms]]",
+                'losses = "L_D"',
+                'weighting = "equal"',
+            ]
+        )
+    )
+    assert main(["plan", str(spec), "--probe", "1", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "(probed)" in out and "1 to run" in out
+    assert not (tmp_path / "results").exists()  # planning writes nothing
