@@ -8,16 +8,13 @@ there every period, so the same command after a kill resumes, and it writes ``re
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError
+from suite.worker import write_json_atomic
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -29,13 +26,6 @@ def load_run_config(path: Path) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
     return RunConfig.from_dict(data, where=str(path))
-
-
-def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON so that readers never see a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
