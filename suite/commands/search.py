@@ -1,0 +1,113 @@
+"""``python -m suite search SPEC``: the Optuna search over λ-schedule shapes of the spec's ``[search]`` section.
+
+Each trial runs one sampled schedule on the search's seeds through the same executor and results store as
+``run``; the objective is the seed mean of the chosen metric. The study is stored in the results database (Optuna's
+tables beside the store's) under ``[search].study``. The same command resumes: without ``--trials`` it runs what
+is left of the spec's ``n_trials`` (nothing once reached); ``--trials N`` adds N trials. Finished runs are reused,
+interrupted ones resume from their checkpoints. Ends with a table of the best trials. See docs/search.md (and
+``optuna-dashboard sqlite:///results/mlrd.db`` for the study's plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search", help="Optuna search over λ-schedule shapes (resumes; prints the best trials)", description=__doc__
+    )
+    add_spec_arguments(parser)
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N more trials (default: what is left of the spec's search.n_trials; 0: only print the table)",
+    )
+    parser.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="CPU slots (default: one per visible GPU, else one per search seed)"
+    )
+    parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
+    parser.add_argument("--top", type=int, default=10, help="trials shown in the table (default 10)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+    from rich.console import Console
+
+    from suite.executor import LocalExecutor, local_slots
+    from suite.progress import SuiteProgress
+    from suite.search import (
+        LambdaSearch,
+        best_trials_table,
+        enqueue_schedules,
+        open_study,
+        require_search,
+        trials_counted,
+    )
+    from suite.store import RunState
+
+    if args.trials is not None and args.trials < 0:
+        print("error: --trials must be >= 0", file=sys.stderr)
+        return 2
+    spec, _ = load_plan(args)
+    search = require_search(spec)
+    slots = local_slots(args.jobs)
+    if args.jobs is None and all(slot.device == "cpu" for slot in slots):
+        slots = local_slots(len(search.seeds))  # seeds in parallel: per-epoch seed means (pruning) come early
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the search prints its own trial lines
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    url = db_url(args)
+    store = open_db(args)
+    interrupted = False
+    try:
+        study = open_study(spec, url)
+        executor = LocalExecutor(
+            store, runs_dir=args.results / "runs", slots=slots, max_attempts=max(1, args.max_attempts)
+        )
+        running = store.runs(spec=spec.name, states=[RunState.RUNNING])
+        if running:  # left by a killed coordinator: ingest or mark LOST (resumed from checkpoints)
+            executor.recover(running)
+        before = len(study.trials)
+        done = trials_counted(study)
+        todo = max(0, search.n_trials - done) if args.trials is None else args.trials
+        enqueued = enqueue_schedules(study, spec) if todo else []
+        say(
+            f"study {search.study!r} ({url}): {before} trial(s) so far, {done} of the spec's "
+            f"{search.n_trials} counted; running {todo} on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
+            + (f"; enqueued {', '.join(s.describe() for s in enqueued)}" if enqueued else "")
+        )
+        searcher = LambdaSearch(
+            spec,
+            store,
+            executor,
+            study,
+            progress=lambda total, reused: SuiteProgress(total, already_done=reused),
+            log=say,
+        )
+        try:
+            searcher.optimize(todo, timeout_s=args.timeout)
+        except KeyboardInterrupt:
+            interrupted = True
+        table = best_trials_table(study, spec, top=args.top)
+    finally:
+        store.close()
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+    print(f"database: {url} (study {search.study!r}; plots: pip install optuna-dashboard && optuna-dashboard {url})")
+    print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
+    if interrupted:
+        print("interrupted: the same command resumes (the interrupted trial runs again first)", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,663 @@
+"""The Optuna search over λ-schedule shapes (DESIGN §5 "Search"; the spec's ``[search]`` section, docs/search.md).
+
+A **trial** is one λ schedule, sampled from the spec's schedule template, run on the search's seeds:
+
+1. the schedule becomes one :class:`~suite.plan.PlannedRun` per seed: the searched arm's config with the trial's
+   ``weighting_options.schedule``, content-hashed like every planned run, recorded in the results store under the
+   spec's name, group :data:`SEARCH_GROUP` and the schedule's ``describe()`` text as arm label. A schedule that
+   was run before (by an earlier trial, or by ``suite run`` of the same arm) has the same run ids: its DONE runs
+   are reused, its LOST runs resume from their checkpoints;
+2. the runs that are not DONE go through the executor (seeds in parallel on the executor's slots); while they
+   train, every epoch that all seeds have validated is reported to Optuna as the seed mean of the objective
+   metric on the validation split (``trial.report(mean, epoch)``) and the pruner is asked; a pruned trial stops
+   its workers (their runs become LOST, resumable) and ends PRUNED;
+3. the objective is the seed mean of the objective metric on the search's split at each run's last epoch, read
+   back from the store; the seed standard deviation, the per-seed values and the run ids are trial attributes.
+
+The study lives in the results database itself (Optuna's tables beside the store's), named by ``[search].study``;
+the same command loads it and continues. See docs/search.md for the resume rules and optuna-dashboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import statistics
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from mlrd_core.config import RunConfig
+from mlrd_core.errors import ConfigError, MLRDError
+from mlrd_core.weighting import Schedule, parse_schedule
+from suite.plan import PlannedRun, canonical_json, describe_weighting, run_id_for
+from suite.spec import Arm, Distribution, SearchSpec, Spec, normalize_weighting_option
+
+__all__ = [
+    "SEARCH_GROUP",
+    "LambdaSearch",
+    "TrialRunsFailedError",
+    "best_trials_table",
+    "checkpoint_history",
+    "enqueue_schedules",
+    "make_pruner",
+    "make_sampler",
+    "open_study",
+    "params_for_schedule",
+    "require_search",
+    "schedule_from_params",
+    "search_arm",
+    "suggest_schedule",
+    "trial_config",
+    "trial_runs",
+    "trials_counted",
+]
+
+#: The store group of every trial run (the arm label is the schedule's ``describe()``).
+SEARCH_GROUP = "search"
+
+#: Optuna heartbeats: a RUNNING trial whose coordinator stopped beating for GRACE_PERIOD_S is failed by the next
+#: coordinator and retried (same schedule, so its runs resume from their checkpoints), at most MAX_RETRY times.
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+MAX_RETRY = 3
+
+#: The study's user attribute that pins what its trials measure (checked when the study is loaded again).
+STUDY_ATTR = "mlrd"
+
+#: Seconds SQLite waits for the write lock (the store and Optuna write the same file).
+SQLITE_TIMEOUT_S = 30.0
+
+#: MedianPruner settings: compare with at least this many finished trials, never prune on the first epoch.
+MEDIAN_STARTUP_TRIALS = 5
+MEDIAN_WARMUP_EPOCHS = 1
+
+
+class TrialRunsFailedError(MLRDError, RuntimeError):
+    """A trial's run failed past the retry budget (e.g. a non-finite loss under an extreme λ): the trial FAILs and
+    the study goes on (``study.optimize(catch=...)``)."""
+
+
+# ------------------------------------------------------------------------------------------------ search space
+
+
+def require_search(spec: Spec) -> SearchSpec:
+    """The spec's ``[search]`` section, checked for what a search needs beyond the spec's own validation."""
+    search = spec.search
+    if search is None:
+        raise ConfigError(f"{spec.source}: spec {spec.name!r} has no [search] section (see docs/search.md)")
+    if any(group.name == SEARCH_GROUP for group in spec.groups):
+        raise ConfigError(
+            f"{spec.source}: the search records its trials under group {SEARCH_GROUP!r}; rename the spec's group "
+            f"{SEARCH_GROUP!r} so that its tables do not mix with the trials"
+        )
+    config = search_arm(spec).config
+    if config.val_split is None:
+        raise ConfigError(
+            f"{spec.source}: search.arm {search.arm!r} has val_split = false; the search reports per-epoch "
+            "validation metrics (for pruning) and needs a validation split"
+        )
+    if search.split == "test" and config.test_split is None:
+        raise ConfigError(f"{spec.source}: search.split = 'test' but arm {search.arm!r} has test_split = false")
+    return search
+
+
+def search_arm(spec: Spec) -> Arm:
+    """The arm ``(search.group, search.arm)`` whose schedule each trial replaces."""
+    assert spec.search is not None
+    return next(
+        arm
+        for group in spec.groups
+        if group.name == spec.search.group
+        for arm in group.arms
+        if arm.label == spec.search.arm
+    )
+
+
+def _suggest(trial: Trial, name: str, dist: Distribution) -> Any:
+    if dist.kind == "categorical":
+        return trial.suggest_categorical(name, list(dist.choices))
+    assert dist.low is not None and dist.high is not None
+    if dist.kind == "int":
+        step = 1 if dist.step is None else int(dist.step)
+        if dist.step is not None and step != dist.step:
+            raise ConfigError(f"search.schedule.{name}: an int parameter needs an integer step, got {dist.step}")
+        return trial.suggest_int(name, int(dist.low), int(dist.high), step=step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def schedule_from_params(template: Mapping[str, Any], params: Mapping[str, Any]) -> Schedule:
+    """The schedule at a point of the search space: the template's literals plus ``params`` for its parameters."""
+    table = {key: params[key] if isinstance(value, Distribution) else value for key, value in template.items()}
+    return parse_schedule(table)
+
+
+def suggest_schedule(trial: Trial, template: Mapping[str, Any]) -> Schedule:
+    """Sample (or, for an enqueued trial, take the fixed) value of every template parameter, in template order."""
+    params = {key: _suggest(trial, key, value) for key, value in template.items() if isinstance(value, Distribution)}
+    return schedule_from_params(template, params)
+
+
+def _contains(dist: Distribution, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` is a point of ``dist`` (with the value as Optuna stores it)."""
+    if dist.kind == "categorical":
+        for choice in dist.choices:
+            if choice == value and isinstance(choice, bool) == isinstance(value, bool):
+                return True, choice
+        return False, value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False, value
+    assert dist.low is not None and dist.high is not None
+    if dist.kind == "int" and value != int(value):
+        return False, value
+    x = int(value) if dist.kind == "int" else float(value)
+    if not dist.low <= x <= dist.high:
+        return False, x
+    if dist.step is not None:
+        k = (x - dist.low) / dist.step
+        if abs(k - round(k)) > 1e-8:
+            return False, x
+    return True, x
+
+
+def params_for_schedule(template: Mapping[str, Any], schedule: object) -> dict[str, Any]:
+    """The parameters of ``template`` that give ``schedule`` (for ``enqueue``); a ConfigError when the schedule is
+    not a point of the search space (a literal differs, a value is out of range or off the step grid)."""
+    target = parse_schedule(schedule)
+    form = target.to_spec()
+    params: dict[str, Any] = {}
+    for key, dist in template.items():
+        if not isinstance(dist, Distribution):
+            continue
+        ok, value = _contains(dist, form.get(key))
+        if not ok:
+            raise ConfigError(
+                f"search.enqueue: schedule {target.describe()!r} is not in the search space: {key} = "
+                f"{form.get(key)!r} is outside {_show_distribution(dist)}"
+            )
+        params[key] = value
+    if schedule_from_params(template, params).to_spec() != form:
+        literals = {k: v for k, v in template.items() if not isinstance(v, Distribution)}
+        raise ConfigError(
+            f"search.enqueue: schedule {target.describe()!r} ({form}) is not in the search space: the template fixes "
+            f"{literals}"
+        )
+    return params
+
+
+def _show_distribution(dist: Distribution) -> str:
+    if dist.kind == "categorical":
+        return f"choices {list(dist.choices)}"
+    extra = " (log)" if dist.log else f" step {dist.step:g}" if dist.step is not None else ""
+    return f"{dist.kind} [{dist.low:g}, {dist.high:g}]{extra}"
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def trial_config(base: RunConfig, schedule: object) -> RunConfig:
+    """``base`` with its λ schedule replaced, in the canonical form the spec loader writes (so a trial of the
+    arm's own schedule is the arm's run, with the same id)."""
+    options = dict(base.weighting_options)
+    options["schedule"] = normalize_weighting_option("schedule", schedule)
+    return base.replace(weighting_options=options)
+
+
+def trial_runs(spec: Spec, schedule: object) -> list[PlannedRun]:
+    """One planned run per search seed for ``schedule``: spec = the spec's name, group :data:`SEARCH_GROUP`,
+    arm = the schedule's ``describe()``."""
+    from mlrd_core.losses import select
+
+    search = require_search(spec)
+    sched = parse_schedule(schedule)
+    config = trial_config(search_arm(spec).config, sched)
+    init, rebalance, lam = describe_weighting(config)
+    n_losses = len(select(config.losses))
+    return [
+        PlannedRun(
+            run_id=run_id_for(config, seed),
+            spec=spec.name,
+            group=SEARCH_GROUP,
+            arm=sched.describe(),
+            seed=seed,
+            config=config,
+            n_losses=n_losses,
+            weighting=config.weighting,
+            init=init,
+            rebalance=rebalance,
+            lam=lam,
+        )
+        for seed in search.seeds
+    ]
+
+
+def checkpoint_history(path: Path, metric: str, split: str = "val") -> dict[int, float]:
+    """``{epoch: value}`` of ``metric`` on ``split`` recorded in a trainer checkpoint (empty when there is none).
+
+    The trainer writes its checkpoint atomically right after each epoch's validation, with every metric row so far
+    (also those of earlier attempts of a resumed run). It is memory-mapped: tensors are not read.
+    """
+    import pickle
+
+    import torch
+
+    if not path.exists():
+        return {}
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # gone since exists(), or not a checkpoint
+        return {}
+    rows = ckpt.get("metrics", []) if isinstance(ckpt, Mapping) else []
+    return {int(r["epoch"]): float(r["value"]) for r in rows if r.get("split") == split and r.get("name") == metric}
+
+
+def _store_values(
+    store: Any, spec: str, split: str, metric: str, run_ids: Sequence[str]
+) -> dict[str, dict[int, float]]:
+    """``{run_id: {epoch: value}}`` of ``metric`` on ``split`` for ``run_ids`` from the store (DONE runs)."""
+    frame = store.metrics_frame(spec=spec, split=split)
+    frame = frame[frame["run_id"].isin(list(run_ids)) & (frame["metric"] == metric)]
+    out: dict[str, dict[int, float]] = {run_id: {} for run_id in run_ids}
+    for run_id, epoch, value in zip(frame["run_id"], frame["epoch"], frame["value"], strict=True):
+        out[str(run_id)][int(epoch)] = float(value)
+    return out
+
+
+class _EpochReporter:
+    """Reports the seed mean of the validation metric of every epoch that all of a trial's runs have validated,
+    in epoch order, and asks the pruner after each live report."""
+
+    def __init__(self, trial: Trial, run_ids: Sequence[str], metric: str, checkpoint_of: Callable[[str], Path]) -> None:
+        self.trial = trial
+        self.run_ids = list(run_ids)
+        self.metric = metric
+        self.checkpoint_of = checkpoint_of
+        self.history: dict[str, dict[int, float]] = {run_id: {} for run_id in run_ids}
+        self.reported: set[int] = set()
+        self.pruned_at: int | None = None
+        self._mtimes: dict[str, float] = {}
+
+    def add(self, values: Mapping[str, Mapping[int, float]]) -> None:
+        for run_id, by_epoch in values.items():
+            self.history.setdefault(run_id, {}).update(by_epoch)
+
+    def refresh(self, run_ids: Sequence[str]) -> None:
+        """Read the checkpoints of ``run_ids`` that changed since the last look."""
+        for run_id in run_ids:
+            path = self.checkpoint_of(run_id)
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if self._mtimes.get(run_id) != mtime:
+                self._mtimes[run_id] = mtime
+                self.history[run_id].update(checkpoint_history(path, self.metric))
+
+    def report(self, *, prune: bool) -> bool:
+        """Report the newly complete epochs; True when ``prune`` and the pruner says stop."""
+        common = set.intersection(*(set(h) for h in self.history.values())) if self.history else set()
+        for epoch in sorted(common - self.reported):
+            self.reported.add(epoch)
+            self.trial.report(statistics.fmean(self.history[r][epoch] for r in self.run_ids), epoch)
+            if prune and self.trial.should_prune():
+                self.pruned_at = epoch
+                return True
+        return False
+
+    def poll(self) -> bool:
+        """The executor's ``should_stop``: read changed checkpoints, report, prune."""
+        self.refresh(self.run_ids)
+        return self.report(prune=True)
+
+
+# ------------------------------------------------------------------------------------------------ study
+
+
+def make_sampler(name: str, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (Optuna's default TPE) or ``random``."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r} (tpe, random)")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """``median`` (:data:`MEDIAN_STARTUP_TRIALS` finished trials first, never on the first epoch) or ``none``."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=MEDIAN_WARMUP_EPOCHS)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r} (median, none)")
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        retry: Any
+        try:
+            from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        except ImportError:  # optuna < 4.x names it RetryFailedTrialCallback
+            from optuna.storages import RetryFailedTrialCallback
+
+            retry = RetryFailedTrialCallback(max_retry=MAX_RETRY)
+        params = inspect.signature(optuna.storages.RDBStorage).parameters
+        callback = (
+            "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
+        )
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+            **{callback: retry},
+        )
+
+
+def _identity(spec: Spec, search: SearchSpec) -> dict[str, Any]:
+    """What every trial of a study must share: the objective and the searched arm's config without its schedule."""
+    base = search_arm(spec).config.to_dict()
+    base["weighting_options"] = {k: v for k, v in base["weighting_options"].items() if k != "schedule"}
+    return {
+        "spec": spec.name,
+        "objective": search.objective,
+        "split": search.split,
+        "direction": search.direction,
+        "seeds": list(search.seeds),
+        "base_config": base,
+    }
+
+
+def _sampler_seed(study_name: str, n_trials: int) -> int:
+    """Deterministic for a given study state, different on every resume (a fixed seed would repeat the first
+    invocation's random suggestions after a restart)."""
+    digest = hashlib.sha256(f"{study_name}:{n_trials}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31)
+
+
+def open_study(
+    spec: Spec,
+    url: str,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Create or load the spec's study in the database at ``url`` (the results store's URL).
+
+    A loaded study must measure the same thing (objective, split, seeds, the arm's config apart from its schedule);
+    otherwise a ConfigError names the differences and asks for another study name (``--set search.study=NAME``).
+    """
+    search = require_search(spec)
+    storage = _storage(url)
+    study = optuna.create_study(
+        study_name=search.study,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner if pruner is not None else make_pruner(search.pruner),
+        direction=StudyDirection.MAXIMIZE if search.direction == "maximize" else StudyDirection.MINIMIZE,
+        load_if_exists=True,
+    )
+    if sampler is None:
+        study.sampler = make_sampler(search.sampler, _sampler_seed(search.study, len(study.trials)))
+    identity = _identity(spec, search)
+    stored = study.user_attrs.get(STUDY_ATTR)
+    if stored is None:
+        study.set_user_attr(STUDY_ATTR, identity)
+    elif stored != identity:
+        diffs = [k for k in identity if k != "base_config" and stored.get(k) != identity[k]]
+        old_base, new_base = stored.get("base_config", {}), identity["base_config"]
+        diffs += [f"config.{k}" for k in sorted(set(old_base) | set(new_base)) if old_base.get(k) != new_base.get(k)]
+        raise ConfigError(
+            f"study {search.study!r} in {url} was started for another experiment (differs in: {', '.join(diffs)}); "
+            "its trials would not be comparable: name a new study with --set search.study=NAME"
+        )
+    return study
+
+
+def _trial_schedule(trial: FrozenTrial) -> Any:
+    return trial.user_attrs.get("schedule")
+
+
+def enqueue_schedules(study: optuna.Study, spec: Spec) -> list[Schedule]:
+    """Enqueue the spec's ``enqueue`` schedules (the paper's first) unless the study already has a trial of that
+    schedule that finished, runs, waits, or failed on its own (interrupted trials are re-enqueued as they stop)."""
+    search = require_search(spec)
+    keep = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING}
+    known = [
+        canonical_json(_trial_schedule(t))
+        for t in study.get_trials(deepcopy=False)
+        if _trial_schedule(t) is not None and (t.state in keep or "error" in t.user_attrs)
+    ]
+    added = []
+    for value in search.enqueue:
+        schedule = parse_schedule(value)
+        params = params_for_schedule(search.schedule, schedule)
+        if canonical_json(schedule.to_spec()) in known:
+            continue
+        study.enqueue_trial(params, user_attrs={"schedule": schedule.to_spec(), "enqueued": True})
+        known.append(canonical_json(schedule.to_spec()))
+        added.append(schedule)
+    return added
+
+
+def trials_counted(study: optuna.Study) -> int:
+    """Trials that use up the spec's ``n_trials`` budget: complete, pruned, or failed on their own (a run failed);
+    trials stopped by Ctrl-C or by a dead coordinator are retried and do not count."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the search
+
+
+@dataclass
+class LambdaSearch:
+    """Runs trials of a spec's λ search through an executor into a store (both owned by the caller).
+
+    ``progress(total, already_done)`` returns the context manager whose ``event`` method receives the executor's
+    events for one trial (:class:`suite.progress.SuiteProgress`); None shows nothing.
+    """
+
+    spec: Spec
+    store: Any
+    executor: Any
+    study: optuna.Study
+    progress: Callable[[int, int], AbstractContextManager[Any]] | None = None
+    log: Callable[[str], None] | None = None
+    search: SearchSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.search = require_search(self.spec)
+
+    def _say(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
+
+    def optimize(self, n_trials: int | None = None, timeout_s: float | None = None) -> int:
+        """Run ``n_trials`` more trials (default: what is left of the spec's ``n_trials`` budget, see
+        :func:`trials_counted`); ``timeout_s`` stops starting new trials after that many seconds. Returns the number
+        of trials asked for. Ctrl-C propagates (as KeyboardInterrupt) after the trial is recorded for retry."""
+        todo = max(0, self.search.n_trials - trials_counted(self.study)) if n_trials is None else n_trials
+        if todo > 0:
+            self.study.optimize(
+                self.objective,
+                n_trials=todo,
+                timeout=timeout_s if timeout_s is not None else self.search.timeout_s,
+                catch=(TrialRunsFailedError,),
+            )
+        return todo
+
+    def objective(self, trial: Trial) -> float:
+        """One trial: see the module docstring."""
+        schedule = suggest_schedule(trial, self.search.schedule)
+        form = schedule.to_spec()
+        trial.set_user_attr("schedule", form)
+        trial.set_user_attr("label", schedule.describe())
+        runs = trial_runs(self.spec, schedule)
+        ids = [r.run_id for r in runs]
+        trial.set_user_attr("run_ids", ids)
+        trial.set_user_attr("seeds", [r.seed for r in runs])
+        try:
+            return self._run_trial(trial, schedule, runs)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            self.study.enqueue_trial(
+                dict(trial.params), user_attrs={"schedule": form, "retry_of": trial.number, **_enqueued(trial)}
+            )
+            raise
+
+    def _run_trial(self, trial: Trial, schedule: Schedule, runs: Sequence[PlannedRun]) -> float:
+        from suite.commands._common import planned_rows
+        from suite.store import RunState
+
+        search, store = self.search, self.store
+        ids = [r.run_id for r in runs]
+        store.add_planned(planned_rows(list(runs)))
+        todo = [r for r in runs if store.get_run(r.run_id).state != RunState.DONE]
+        reused = len(runs) - len(todo)
+        trial.set_user_attr("reused", reused)
+        self._say(
+            f"trial {trial.number}: λ {schedule.describe()} on seeds {list(search.seeds)}"
+            + (f" ({reused} finished run(s) reused)" if reused else "")
+        )
+
+        from mlrd_core.trainer import CHECKPOINT_NAME
+
+        reporter = _EpochReporter(
+            trial, ids, search.objective, lambda run_id: self.executor.run_dir(run_id) / CHECKPOINT_NAME
+        )
+        todo_ids = {r.run_id for r in todo}
+        done_ids = [run_id for run_id in ids if run_id not in todo_ids]
+        reporter.add(_store_values(store, self.spec.name, "val", search.objective, done_ids))
+        reporter.refresh(sorted(todo_ids))  # LOST runs of an earlier trial resume with their history
+        if todo:
+            pruned = reporter.report(prune=True)
+            if not pruned:
+                context = self.progress(len(runs), reused) if self.progress is not None else nullcontext(None)
+                with context as progress:
+                    summary = self.executor.execute(
+                        todo, on_event=progress.event if progress is not None else None, should_stop=reporter.poll
+                    )
+                if summary.interrupted:
+                    raise KeyboardInterrupt
+                pruned = summary.stopped
+            if pruned:
+                epoch = reporter.pruned_at
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                self._say(f"trial {trial.number}: pruned after epoch {epoch}")
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (seed mean of validation {search.objective})")
+            if summary.failed:
+                first = next(iter(summary.failed.values())).splitlines()[0]
+                raise self._failed(trial, f"{len(summary.failed)} run(s) failed: {first}")
+
+        reporter.add(_store_values(store, self.spec.name, "val", search.objective, ids))
+        reporter.report(prune=False)  # epochs the live reports missed, so that later trials compare with all
+        final = _store_values(store, self.spec.name, search.split, search.objective, ids)
+        missing = [run_id[:12] for run_id in ids if not final[run_id]]
+        if missing:
+            raise self._failed(trial, f"run(s) {', '.join(missing)} recorded no {search.split} {search.objective}")
+        values = [final[run_id][max(final[run_id])] for run_id in ids]
+        mean = statistics.fmean(values)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        trial.set_user_attr("values", values)
+        trial.set_user_attr("std", std)
+        trial.set_user_attr("n_seeds", len(values))
+        self._say(f"trial {trial.number}: {search.objective} ({search.split}) = {_pm(mean, std, len(values))}")
+        return mean
+
+    def _failed(self, trial: Trial, message: str) -> TrialRunsFailedError:
+        """Record why the trial failed (it then counts against the budget) and say it."""
+        trial.set_user_attr("error", message)
+        self._say(f"trial {trial.number}: FAILED: {message} (python -m suite status SPEC --failed shows the traces)")
+        return TrialRunsFailedError(f"trial {trial.number}: {message}")
+
+
+def _enqueued(trial: Trial) -> dict[str, Any]:
+    return {"enqueued": True} if trial.user_attrs.get("enqueued") else {}
+
+
+def _pm(mean: float, std: float | None, n: int) -> str:
+    return f"{mean:.4g} ± {std:.2g}" if std is not None and n > 1 else f"{mean:.4g}"
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _order(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials best first, then pruned ones by their last report, then the rest by number."""
+    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+    trials = study.get_trials(deepcopy=False)
+
+    def last(t: FrozenTrial) -> float:
+        return t.intermediate_values[t.last_step] if t.last_step is not None else math.inf
+
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (sign * float(t.value or 0), t.number)
+    )
+    pruned = sorted((t for t in trials if t.state == TrialState.PRUNED), key=lambda t: (sign * last(t), t.number))
+    rest = [t for t in trials if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return complete + pruned + rest
+
+
+def best_trials_table(study: optuna.Study, spec: Spec, top: int = 10) -> Any:
+    """A rich table of the ``top`` best trials: complete ones by value, then pruned ones, then the rest."""
+    from rich.table import Table
+
+    search = require_search(spec)
+    trials = study.get_trials(deepcopy=False)
+    counts = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
+    caption = ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items() if n)
+    table = Table(
+        title=f"study {search.study!r}: {search.direction} {search.objective} ({search.split}), seed mean ± std",
+        caption=f"{len(trials)} trial(s): {caption}" if trials else "no trials yet",
+    )
+    for name, justify in (
+        ("#", "right"),
+        ("λ schedule", "left"),
+        (f"{search.objective} ({search.split})", "right"),
+        ("seeds", "right"),
+        ("state", "left"),
+        ("reused", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for t in _order(study)[:top]:
+        schedule = t.user_attrs.get("schedule")
+        label = str(t.user_attrs.get("label") or (parse_schedule(schedule).describe() if schedule else t.params))
+        if t.user_attrs.get("enqueued"):
+            label += " (enqueued)"
+        n = len(t.user_attrs.get("seeds", []))
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            value = _pm(t.value, t.user_attrs.get("std"), int(t.user_attrs.get("n_seeds", n)))
+        elif t.last_step is not None:
+            value = f"{t.intermediate_values[t.last_step]:.4g} @ epoch {t.last_step} (val)"
+        else:
+            value = "–"
+        state = t.state.name.lower()
+        if t.state == TrialState.FAIL:
+            state += " (interrupted)" if t.user_attrs.get("interrupted") else ""
+        reused = t.user_attrs.get("reused")
+        table.add_row(str(t.number), label, value, str(n or "–"), state, f"{reused}/{n}" if reused is not None else "–")
+    return table
+
+
+def log_to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

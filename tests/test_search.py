@@ -1,0 +1,319 @@
+"""The λ-schedule search: `python -m suite search` on a tiny spec (paper schedule first, objective = seed mean, run
+reuse by content hash, resume), pruning that stops the workers, the executor's should_stop, and the study's storage
+beside the results store."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mlrd_core.errors import ConfigError
+from mlrd_core.weighting import parse_schedule
+from suite.cli import main
+from suite.executor import LocalExecutor, local_slots, pid_alive
+from suite.plan import plan
+from suite.search import (
+    SEARCH_GROUP,
+    LambdaSearch,
+    checkpoint_history,
+    enqueue_schedules,
+    open_study,
+    params_for_schedule,
+    require_search,
+    trial_runs,
+)
+from suite.spec import load_spec, spec_from_dict
+from suite.store import RunState, open_store
+
+SPEC = """
+[spec]
+name = "tiny"
+seeds = [0, 1]
+
+[defaults]
+encoder = "test_resnet"
+decoder_width = 32
+input_size = [32, 32]
+epochs = {epochs}
+batch_size = 4
+periods_per_epoch = 2
+lr = 1e-3
+eval_batch_size = 8
+losses = "L^0 | L^1"
+weighting = "lee-kim"
+schedule = "3 -> -3 @ 2"
+
+[defaults.dataset_options]
+height = 32
+width = 32
+train = {{ length = 8 }}
+val = {{ length = 4 }}
+test = {{ length = 4 }}
+
+[[groups]]
+name = "base"
+
+[[groups.arms]]
+label = "L"
+
+[search]
+group = "base"
+arm = "L"
+objective = "rmse"
+n_trials = 2
+enqueue = ["3 -> -3 @ 2"]
+
+[search.schedule]
+kind = "linear"
+start = {{ kind = "categorical", choices = {starts} }}
+end = -3
+epochs = 2
+"""
+
+PAPER = parse_schedule("3 -> -3 @ 2").to_spec()
+
+
+def write_spec(folder: Path, *, epochs: int = 2, starts: str = "[3, 1]") -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(SPEC.format(epochs=epochs, starts=starts))
+    return path
+
+
+def db(results: Path) -> str:
+    return f"sqlite:///{results / 'mlrd.db'}"
+
+
+def load(url: str, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def last_epoch_values(frame: object, run_ids: list[str]) -> list[float]:
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    out = []
+    for run_id in run_ids:
+        rows = frame[(frame["run_id"] == run_id) & (frame["metric"] == "rmse")].drop_duplicates(["epoch"])
+        out.append(float(rows.loc[rows["epoch"].idxmax(), "value"]))
+    return out
+
+
+def test_search_enqueues_the_paper_first_reuses_runs_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path)
+    results = tmp_path / "results"
+    args = ["search", str(spec), "--results", str(results), "--jobs", "2"]
+
+    # the spec's budget: n_trials = 2, the paper's schedule first
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "study 'tiny'" in out.out and "(enqueued)" in out.out and "optuna-dashboard" in out.out
+    study = load(db(results))
+    trials = study.trials
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert trials[0].params == {"start": 3} and trials[0].user_attrs["schedule"] == PAPER
+    assert trials[0].user_attrs["enqueued"] is True and trials[0].user_attrs["reused"] == 0
+
+    # objective = seed mean at the last validation epoch; std kept; per-epoch reports are seed means
+    store = open_store(db(results))
+    try:
+        val = store.metrics_frame(spec="tiny", split="val")
+        runs = store.runs(spec="tiny")
+    finally:
+        store.close()
+    for t in trials:
+        ids = t.user_attrs["run_ids"]
+        values = last_epoch_values(val, ids)
+        assert t.value == pytest.approx(statistics.fmean(values))
+        assert t.user_attrs["std"] == pytest.approx(statistics.stdev(values))
+        assert t.user_attrs["values"] == pytest.approx(values) and t.user_attrs["n_seeds"] == 2
+        rmse = val[(val["metric"] == "rmse") & val["run_id"].isin(ids)].drop_duplicates(["run_id", "epoch"])
+        means = rmse.groupby("epoch")["value"].mean().to_dict()
+        assert t.intermediate_values == pytest.approx({int(e): v for e, v in means.items()})
+        assert set(means) == {0, 1}
+    # trial runs are stored under group "search", arm = the schedule's text
+    labels = {t.user_attrs["label"] for t in trials}
+    assert {(m.group, m.arm) for r in runs for m in r.memberships} == {(SEARCH_GROUP, label) for label in labels}
+    first_start = trials[0].datetime_start
+
+    # --trials 2 adds two trials to the same study; repeated schedules reuse their finished runs (2 choices only)
+    assert main([*args, "--trials", "2"]) == 0
+    capsys.readouterr()
+    trials = load(db(results)).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert trials[0].datetime_start == first_start  # resumed, not restarted
+    distinct = {str(t.user_attrs["schedule"]) for t in trials}
+    store = open_store(db(results))
+    try:
+        n_runs = len(store.runs(spec="tiny"))
+        assert all(r.state == RunState.DONE and r.attempts == 1 for r in store.runs(spec="tiny"))
+    finally:
+        store.close()
+    assert n_runs == 2 * len(distinct)  # one training per (schedule, seed), however many trials
+    assert sum(t.user_attrs["reused"] for t in trials) == 2 * (len(trials) - len(distinct)) > 0
+
+    # the same command without --trials: the budget (2) is reached, nothing runs, the paper is not enqueued again
+    assert main(args) == 0
+    assert "running 0" in capsys.readouterr().err
+    assert len(load(db(results)).trials) == 4
+
+
+def test_pruned_trial_stops_its_workers_and_its_runs_resume_later(tmp_path: Path) -> None:
+    """A pruner that always prunes (rmse > 0): the first report stops both workers long before their 30 epochs;
+    the runs are LOST with their checkpoints. A second trial of the same schedule is pruned from those checkpoints'
+    history before any worker starts."""
+    spec = load_spec(write_spec(tmp_path, epochs=30, starts="[3]"))
+    results = tmp_path / "results"
+    store = open_store(db(results))
+    try:
+        executor = LocalExecutor(store, runs_dir=results / "runs", slots=local_slots(2))
+        study = open_study(spec, db(results), pruner=optuna.pruners.ThresholdPruner(upper=0.0))
+        enqueue_schedules(study, spec)
+        LambdaSearch(spec, store, executor, study).optimize(1)
+        (trial,) = study.trials
+        assert trial.state == TrialState.PRUNED
+        pruned_at = trial.user_attrs["pruned_at_epoch"]
+        assert pruned_at is not None and pruned_at < 29 and list(trial.intermediate_values) == [pruned_at]
+        infos = [store.get_run(run_id) for run_id in trial.user_attrs["run_ids"]]
+        assert [i.state for i in infos] == [RunState.LOST, RunState.LOST]
+        assert all("stopped early" in (i.error or "") for i in infos)
+        for info in infos:
+            pid = int((info.worker or "").split(":")[1])
+            assert not pid_alive(pid)
+            run_dir = executor.run_dir(info.run_id)
+            assert not (run_dir / "result.json").exists()
+            history = checkpoint_history(run_dir / "checkpoint.pt", "rmse")
+            assert pruned_at in history and len(history) < 30  # resumable: the checkpoint holds its history
+
+        LambdaSearch(spec, store, executor, study).optimize(1)
+        second = study.trials[1]
+        assert second.state == TrialState.PRUNED and second.user_attrs["run_ids"] == trial.user_attrs["run_ids"]
+        assert [store.get_run(i).attempts for i in second.user_attrs["run_ids"]] == [i.attempts for i in infos]
+    finally:
+        store.close()
+
+
+def test_executor_should_stop_stops_the_batch(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, epochs=30))
+    runs = plan(spec)
+    store = open_store(db(tmp_path))
+    try:
+        from suite.commands._common import planned_rows
+
+        store.add_planned(planned_rows(runs))
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(1))
+        calls: list[int] = []
+
+        def stop() -> bool:
+            calls.append(1)
+            return True
+
+        summary = executor.execute(runs, should_stop=stop)
+        assert summary.stopped and not summary.done and not summary.failed and len(calls) == 1
+        assert [store.get_run(r.run_id).state for r in runs] == [RunState.LOST, RunState.PLANNED]
+
+        def broken() -> bool:
+            raise RuntimeError("pruner exploded")
+
+        with pytest.raises(RuntimeError, match="pruner exploded"):  # the error propagates, no worker is left behind
+            executor.execute(runs[1:], should_stop=broken)
+        info = store.get_run(runs[1].run_id)
+        assert info.state == RunState.LOST and "pruner exploded" in (info.error or "")
+        assert not pid_alive(int((info.worker or "").split(":")[1]))
+    finally:
+        store.close()
+
+
+def test_study_lives_beside_the_store_and_pins_its_experiment(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path))
+    url = db(tmp_path)
+    study = open_study(spec, url)  # optuna first on a fresh file, then the store: no clash either way
+    store = open_store(url)
+    store.close()
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"runs", "metrics", "meta"} <= tables and {"studies", "trials", "trial_values"} <= tables
+    assert enqueue_schedules(study, spec) == [parse_schedule(PAPER)]
+    assert enqueue_schedules(study, spec) == []  # already waiting
+    assert len(open_study(spec, url).trials) == 1  # loaded, not recreated
+
+    other = load_spec(write_spec(tmp_path, epochs=3))
+    with pytest.raises(ConfigError, match=r"config\.epochs.*search\.study"):
+        open_study(other, url)
+
+
+def test_search_space_and_trial_runs(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path))
+    template = require_search(spec).schedule
+    assert params_for_schedule(template, "3 -> -3 @ 2") == {"start": 3}
+    with pytest.raises(ConfigError, match=r"start = 2\.0 is outside choices"):
+        params_for_schedule(template, "2 -> -3 @ 2")
+    with pytest.raises(ConfigError, match="the template fixes"):
+        params_for_schedule(template, "3 -> -2 @ 2")
+
+    # the trial of the arm's own schedule is the arm's run: `suite run` and the search share it
+    runs = trial_runs(spec, "3 -> -3 @ 2")
+    assert [r.run_id for r in runs] == [r.run_id for r in plan(spec)]
+    assert {(r.group, r.arm) for r in runs} == {(SEARCH_GROUP, "3 → -3 @ 2")}
+    assert len({r.run_id for r in trial_runs(spec, "1 -> -3 @ 2")} & {r.run_id for r in runs}) == 0
+
+    raw = dict(spec.raw)
+    with pytest.raises(ConfigError, match="no \\[search\\] section"):
+        require_search(spec_from_dict({k: v for k, v in raw.items() if k != "search"}, source="x.toml"))
+    clash = {**raw, "groups": [{**raw["groups"][0], "name": "search"}], "search": {**raw["search"], "group": "search"}}
+    with pytest.raises(ConfigError, match="rename the spec's group"):
+        require_search(spec_from_dict(clash, source="x.toml"))
+
+
+def test_shipped_lambda_search_spec_is_a_valid_search() -> None:
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "lambda_search.toml")
+    search = require_search(spec)
+    assert search.enqueue and params_for_schedule(search.schedule, search.enqueue[0])
+    assert trial_runs(spec, search.enqueue[0])[0].run_id == plan(spec)[0].run_id
+
+
+@pytest.mark.slow
+def test_ctrl_c_fails_the_trial_and_the_same_command_retries_it_from_the_checkpoints(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = write_spec(tmp_path, epochs=12, starts="[3]")
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "suite", "search", str(spec), "--results", str(results), "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    coord = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(results.glob("runs/*/checkpoint.pt")):
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.2)
+    coord.send_signal(signal.SIGINT)
+    _, err = coord.communicate(timeout=120)
+    assert coord.returncode == 130 and "the same command resumes" in err
+    trials = load(db(results)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs["interrupted"] is True and trials[1].user_attrs["schedule"] == PAPER
+
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    trials = load(db(results)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert (
+        trials[1].user_attrs["schedule"] == PAPER and trials[1].user_attrs["run_ids"] == trials[0].user_attrs["run_ids"]
+    )
+    resumed = [
+        json.loads((results / "runs" / run_id[:16] / "result.json").read_text())["resumed_from"]
+        for run_id in trials[1].user_attrs["run_ids"]
+    ]
+    assert any(r is not None for r in resumed)  # at least the run that had a checkpoint resumed from it
