@@ -14,7 +14,18 @@ from collections.abc import Sequence
 from mlrd_core.errors import MLRDError
 
 #: Command modules under suite.commands, in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("run", "plan", "status", "table", "export", "train", "losses", "bench")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "plan",
+    "status",
+    "table",
+    "figures",
+    "search",
+    "export",
+    "train",
+    "losses",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,9 @@ Local execution uses one subprocess per run: one per visible GPU (pinned through
 ``--jobs N`` CPU slots. Workers are tied to the coordinator's life (Linux ``PR_SET_PDEATHSIG``), so killing the
 coordinator, even with SIGKILL, leaves no orphan training; the next ``run`` finds their runs RUNNING with a dead pid,
 marks them LOST and resumes them from their last period checkpoint.
+
+:class:`suite.slurm.SlurmExecutor` has the same interface and shares the run-folder protocol below
+(:func:`prepare_run_dir`, :func:`failure_message`, :func:`settle_running`).
 """
 
 from __future__ import annotations
@@ -116,9 +119,68 @@ class ExecutionSummary:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    #: ``should_stop`` asked to stop: active workers were stopped (their runs are LOST), queued runs not started.
+    stopped: bool = False
 
 
 Event = Callable[[str, Mapping[str, Any]], None]
+
+
+def prepare_run_dir(run_dir: Path, run: Any, *, device: str, threads: int | None) -> None:
+    """Write the worker's ``run.json`` and clear what a previous attempt left (result, heartbeat, error); the
+    checkpoint stays, so the next worker resumes from it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (RESULT_FILE, HEARTBEAT_FILE, ERROR_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    write_json_atomic(
+        run_dir / RUN_FILE,
+        {"run_id": run.run_id, "seed": run.seed, "config": run.config.to_dict(), "device": device, "threads": threads},
+    )
+
+
+def failure_message(run_dir: Path, otherwise: str) -> str:
+    """The worker's recorded exception and trace (``error.json``), or ``otherwise`` when it left none."""
+    error = read_json(run_dir / ERROR_FILE)
+    if error is None:
+        return otherwise
+    return f"{error['type']}: {error['message']}\n{error['traceback']}"
+
+
+def settle_running(
+    store: Any, running: Sequence[Any], run_dir: Callable[[str], Path], *, stale_after_s: float
+) -> tuple[list[str], dict[str, str]]:
+    """Settle runs the store says are RUNNING although no coordinator of this process drives them.
+
+    A finished result on disk is ingested. A local worker that is gone (dead pid on this host, or a heartbeat older
+    than ``stale_after_s``) makes its run LOST, to be resumed from its checkpoint. Runs of SLURM jobs are settled by
+    their job's state (:func:`suite.slurm.settle_slurm_runs`). Returns the ids ingested and, for runs whose SLURM
+    job is still queued or running, ``{run id: job id}``.
+    """
+    from suite.slurm import is_slurm_worker, settle_slurm_runs
+
+    ingested: list[str] = []
+    unsettled = []
+    for info in running:
+        result = read_json(run_dir(info.run_id) / RESULT_FILE)
+        if result is not None:
+            store.ingest_result(info.run_id, result)
+            ingested.append(info.run_id)
+        else:
+            unsettled.append(info)
+    host = socket.gethostname()
+    for info in unsettled:
+        if is_slurm_worker(info.worker):
+            continue
+        worker_host, _, rest = (info.worker or "").partition(":")
+        pid = int(rest.split(":")[0]) if rest.split(":")[0].isdigit() else None
+        beat = read_json(run_dir(info.run_id) / HEARTBEAT_FILE) or {}
+        stale = time.time() - float(beat.get("time", 0.0)) > stale_after_s
+        dead_here = worker_host == host and pid is not None and not pid_alive(pid)
+        if dead_here or stale:
+            why = "its worker process is gone" if dead_here else f"no heartbeat for {stale_after_s:.0f}s"
+            store.mark_lost(info.run_id, why)
+    alive = settle_slurm_runs(store, [i for i in unsettled if is_slurm_worker(i.worker)])
+    return ingested, alive
 
 
 class LocalExecutor:
@@ -140,14 +202,28 @@ class LocalExecutor:
         self.max_attempts = max_attempts
         self.stale_after_s = stale_after_s
         self.on_event = on_event or (lambda kind, info: None)
+        #: RUNNING runs this executor drives although it did not start them: none (local workers die with their
+        #: coordinator, so a new coordinator never re-attaches to them).
+        self.adopted: dict[str, str] = {}
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id[:16]
 
     # ------------------------------------------------------------------------------------------ execution
-    def execute(self, runs: Sequence[Any], on_event: Event | None = None) -> ExecutionSummary:
+    def execute(
+        self,
+        runs: Sequence[Any],
+        on_event: Event | None = None,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> ExecutionSummary:
         """Run ``runs`` to completion (or failure past the retry budget). Ctrl-C stops the workers; their runs
-        become LOST and resume from their checkpoints the next time."""
+        become LOST and resume from their checkpoints the next time.
+
+        ``should_stop`` is called once per poll (every :data:`POLL_S` seconds) while work remains; when it returns
+        True the active workers are stopped the same way (runs LOST, resumable), queued runs are not started, and
+        the summary says ``stopped`` (the λ search prunes trials with it).
+        """
         if on_event is not None:
             self.on_event = on_event
         queue = list(runs)
@@ -176,33 +252,37 @@ class LocalExecutor:
                         queue.append(act.run)
                     else:
                         summary.failed[run_id] = self.store.get_run(run_id).error or "failed"
+                if should_stop is not None and (queue or active) and should_stop():
+                    summary.stopped = True
+                    queue.clear()
+                    self._stop_all(
+                        list(active.values()), "stopped early by the coordinator (e.g. a pruned search trial)"
+                    )
+                    active.clear()
         except KeyboardInterrupt:
             summary.interrupted = True
-            for act in active.values():
-                act.proc.send_signal(signal.SIGTERM)
-            for act in active.values():
-                try:
-                    act.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    act.proc.kill()
-                act.log.close()
-                self.store.mark_lost(act.run.run_id, "interrupted by the user (Ctrl-C); resumes on the next run")
+            self._stop_all(list(active.values()), "interrupted by the user (Ctrl-C)")
+        except Exception as exc:  # e.g. raised by should_stop: no worker outlives the batch that started it
+            self._stop_all(list(active.values()), f"the coordinator failed ({type(exc).__name__}: {exc})")
+            raise
         return summary
+
+    def _stop_all(self, acts: Sequence[_Active], why: str) -> None:
+        """SIGTERM the workers, wait for them, and mark their runs LOST (resumable from their checkpoints)."""
+        for act in acts:
+            act.proc.send_signal(signal.SIGTERM)
+        for act in acts:
+            try:
+                act.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                act.proc.kill()
+                act.proc.wait()
+            act.log.close()
+            self.store.mark_lost(act.run.run_id, f"{why}; resumes on the next run")
 
     def _start(self, run: Any, slot: Slot) -> _Active:
         run_dir = self.run_dir(run.run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
-        write_json_atomic(
-            run_dir / RUN_FILE,
-            {
-                "run_id": run.run_id,
-                "seed": run.seed,
-                "config": run.config.to_dict(),
-                "device": slot.device,
-                "threads": slot.threads,
-            },
-        )
+        prepare_run_dir(run_dir, run, device=slot.device, threads=slot.threads)
         log = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - closed when the worker ends
         env = {**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
@@ -233,12 +313,8 @@ class LocalExecutor:
             self.store.ingest_result(act.run.run_id, result)
             self.on_event("done", {"run": act.run, "seconds": time.time() - act.started})
             return True
-        error = read_json(act.run_dir / ERROR_FILE)
-        if error is not None:
-            message = f"{error['type']}: {error['message']}\n{error['traceback']}"
-        else:
-            tail = (act.run_dir / "worker.log").read_bytes()[-4000:].decode(errors="replace")
-            message = f"worker exited with code {code} and no result\n{tail}"
+        tail = (act.run_dir / "worker.log").read_bytes()[-4000:].decode(errors="replace")
+        message = failure_message(act.run_dir, f"worker exited with code {code} and no result\n{tail}")
         self.store.mark_failed(act.run.run_id, message)
         self.on_event("failed", {"run": act.run, "error": message.splitlines()[0]})
         return False
@@ -247,24 +323,8 @@ class LocalExecutor:
     def recover(self, running: Sequence[Any]) -> list[str]:
         """Settle runs the store says are RUNNING although no coordinator is driving them (it was killed).
 
-        A finished result on disk is ingested; a worker that is gone (dead pid on this host, or a heartbeat older
-        than ``stale_after_s``) makes the run LOST, to be resumed from its checkpoint. Returns the ids ingested.
+        See :func:`settle_running`. Runs whose SLURM job is still alive stay RUNNING: this executor leaves them to
+        that job. Returns the ids ingested.
         """
-        ingested = []
-        host = socket.gethostname()
-        for info in running:
-            run_dir = self.run_dir(info.run_id)
-            result = read_json(run_dir / RESULT_FILE)
-            if result is not None:
-                self.store.ingest_result(info.run_id, result)
-                ingested.append(info.run_id)
-                continue
-            worker_host, _, rest = (info.worker or "").partition(":")
-            pid = int(rest.split(":")[0]) if rest.split(":")[0].isdigit() else None
-            beat = read_json(run_dir / HEARTBEAT_FILE) or {}
-            stale = time.time() - float(beat.get("time", 0.0)) > self.stale_after_s
-            dead_here = worker_host == host and pid is not None and not pid_alive(pid)
-            if dead_here or stale:
-                why = "its worker process is gone" if dead_here else f"no heartbeat for {self.stale_after_s:.0f}s"
-                self.store.mark_lost(info.run_id, why)
+        ingested, _ = settle_running(self.store, running, self.run_dir, stale_after_s=self.stale_after_s)
         return ingested

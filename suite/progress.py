@@ -67,7 +67,8 @@ class SuiteProgress:
     """Progress of a whole spec: an overall bar with one line per active run (slot, run, epoch/period, loss, λ,
     ETA) on a terminal; one plain line per started/finished/failed run otherwise.
 
-    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``).
+    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``; the SLURM
+    executor adds ``submit``, ``adopt``, ``requeue`` and ``lost``).
     """
 
     def __init__(self, total: int, *, already_done: int = 0, console: Console | None = None) -> None:
@@ -112,6 +113,10 @@ class SuiteProgress:
             print(text, file=sys.stderr, flush=True)
 
     def event(self, kind: str, info: Mapping[str, Any]) -> None:
+        if kind == "submit":
+            where = f" on partition {info['partition']}" if info.get("partition") else ""
+            self._line(f"submit {info['count']} run(s) as SLURM job {info['job']}{where} (logs: {info['folder']})")
+            return
         run = info["run"]
         key = run.run_id
         if kind == "start":
@@ -132,15 +137,18 @@ class SuiteProgress:
                 if lam is not None:
                     status += f" λ {lam:+.2g}"
                 self._progress.update(self._tasks[key], total=total, completed=done, status=status)
-        elif kind in ("done", "failed"):
+        elif kind in ("done", "failed", "lost"):
             if self._progress is not None and key in self._tasks:
                 self._progress.remove_task(self._tasks.pop(key))
             if kind == "done":
                 self.completed += 1
                 self._line(f"done   {self.label(run)} [{key[:12]}] in {info['seconds']:.0f}s ({self._count()})")
             else:
-                self._line(f"FAILED {self.label(run)} [{key[:12]}]: {info['error']}")
+                self._line(f"{kind.upper():<6} {self.label(run)} [{key[:12]}]: {info['error']}")
             if self._progress is not None:
                 self._progress.update(self._overall, completed=self.completed, status=self._count())
         elif kind == "retry":
             self._line(f"retry  {self.label(run)} [{key[:12]}] (attempt {info['attempt']})")
+        elif kind in ("adopt", "requeue"):
+            what = "watching its running SLURM job" if kind == "adopt" else "requeued by SLURM, resuming in job"
+            self._line(f"{kind:<6} {self.label(run)} [{key[:12]}]: {what} {info['job']}")

@@ -15,6 +15,7 @@ The format, its precedence rules and every decision are documented in ``docs/spe
     [[reference]]     group, arm | match | label, source, note, metric / timing values
     [[tables]]        name, title, groups, metrics, timings, columns, split, baseline, baseline_match, ratio_to
     [search]          the λ-schedule search (suite.search)
+    [slurm]           resources of the SLURM executor (``run --executor slurm``); no effect on run ids
     [overrides]       settings forced on every arm (what ``--set key=value`` writes)
 
 No ``eval`` or ``exec``: values are TOML data, read by the parsers of :mod:`mlrd_core`.
@@ -58,6 +59,7 @@ __all__ = [
     "SEQUENCE_KEYS",
     "SETTING_KEYS",
     "SHORTHANDS",
+    "SLURM_KEYS",
     "SPEC_KEYS",
     "TABLE_KEYS",
     "TIMING_NAMES",
@@ -67,6 +69,7 @@ __all__ = [
     "Group",
     "Reference",
     "SearchSpec",
+    "SlurmSettings",
     "Spec",
     "Table",
     "apply_overrides",
@@ -120,7 +123,7 @@ DESCRIBE_COLUMNS: tuple[str, ...] = (
 TABLE_SPLITS: tuple[str, ...] = ("test", "val")
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 
-TOP_KEYS: tuple[str, ...] = ("spec", "defaults", "groups", "reference", "tables", "search", "overrides")
+TOP_KEYS: tuple[str, ...] = ("spec", "defaults", "groups", "reference", "tables", "search", "overrides", "slurm")
 SPEC_KEYS: tuple[str, ...] = ("name", "title", "description", "seeds")
 GROUP_KEYS: tuple[str, ...] = ("name", "title", "description", "defaults", "arms")
 ARM_KEYS: tuple[str, ...] = ("label", *SETTING_KEYS)
@@ -152,6 +155,21 @@ SEARCH_KEYS: tuple[str, ...] = (
     "enqueue",
     "schedule",
 )
+SLURM_KEYS: tuple[str, ...] = (
+    "partition",
+    "timeout_min",
+    "gpus_per_task",
+    "cpus_per_task",
+    "mem_gb",
+    "array_parallelism",
+    "folder",
+    "max_timeouts",
+    "signal_delay_s",
+    "setup",
+    "sbatch",
+)
+#: sbatch option names accepted in ``[slurm] sbatch = {...}`` (the long option without "--").
+SBATCH_OPTION_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 DISTRIBUTION_KINDS: tuple[str, ...] = ("float", "int", "categorical")
 DISTRIBUTION_KEYS: tuple[str, ...] = ("kind", "low", "high", "log", "step", "choices")
 SAMPLERS: tuple[str, ...] = ("tpe", "random")
@@ -274,6 +292,32 @@ class SearchSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """Resources of ``run --executor slurm`` (the ``[slurm]`` table). They never change a run's id.
+
+    Every run is one task of a job array: ``cpus_per_task`` CPUs (also the worker's torch threads),
+    ``gpus_per_task`` GPUs (0 or 1: the trainer uses one device), ``mem_gb`` of memory (None: the partition's
+    default) and a ``timeout_min`` limit per start; at the limit SLURM sends ``USR2`` ``signal_delay_s`` seconds
+    early, the task requeues itself at most ``max_timeouts`` times and resumes from its last period checkpoint.
+    ``folder`` holds submitit's job files and logs (None: ``<results>/slurm``); ``setup`` lines run in the batch
+    script before the worker (``module load ...``); ``sbatch`` passes any other option (``account``, ``qos``,
+    ``constraint``, ``gres``, ...) verbatim.
+    """
+
+    partition: str | None = None
+    timeout_min: int = 60
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    array_parallelism: int = 256
+    folder: str | None = None
+    max_timeouts: int = 3
+    signal_delay_s: int = 90
+    setup: tuple[str, ...] = ()
+    sbatch: Mapping[str, str | int | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Spec:
     """A loaded, validated spec. ``raw`` is the TOML document it came from (apply_overrides edits a copy)."""
 
@@ -290,6 +334,7 @@ class Spec:
     source: str
     path: Path | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     def group(self, name: str) -> Group:
         """The group called ``name`` (KeyError listing the groups otherwise)."""
@@ -848,6 +893,7 @@ def spec_from_dict(
             raise ctx.error(f"tables[{i}].name", f"duplicate table name {table.name!r}")
         tables.append(table)
     search = _load_search(ctx, ctx.table(raw["search"], "search"), name, seeds, groups) if "search" in raw else None
+    slurm = _load_slurm(ctx, ctx.table(raw.get("slurm", {}), "slurm"))
 
     return Spec(
         name=name,
@@ -863,6 +909,7 @@ def spec_from_dict(
         source=source,
         path=path,
         raw=raw,
+        slurm=slurm,
     )
 
 
@@ -1170,6 +1217,47 @@ def _load_search(
     )
 
 
+def _load_slurm(ctx: _Ctx, sraw: Mapping[str, Any]) -> SlurmSettings:
+    path = "slurm"
+    ctx.check_keys(sraw, SLURM_KEYS, path)
+    default = SlurmSettings()
+
+    def optional_string(key: str) -> str | None:
+        return ctx.string(sraw[key], f"{path}.{key}", empty=False) if key in sraw else None
+
+    mem_gb = ctx.number(sraw["mem_gb"], f"{path}.mem_gb") if "mem_gb" in sraw else None
+    if mem_gb is not None and mem_gb <= 0:
+        raise ctx.error(f"{path}.mem_gb", f"expected a positive number of GB, got {_fmt(mem_gb)}")
+    gpus = ctx.integer(sraw.get("gpus_per_task", default.gpus_per_task), f"{path}.gpus_per_task", 0)
+    if gpus > 1:
+        raise ctx.error(f"{path}.gpus_per_task", f"expected 0 (CPU) or 1 (the trainer uses one device), got {gpus}")
+    setup = ctx.strings(sraw.get("setup", []), f"{path}.setup")
+    sbatch: dict[str, str | int | bool] = {}
+    for key, value in ctx.table(sraw.get("sbatch", {}), f"{path}.sbatch").items():
+        if not SBATCH_OPTION_RE.match(key):
+            raise ctx.error(
+                f"{path}.sbatch", f"invalid sbatch option {key!r}: use the long name without '--', e.g. account"
+            )
+        if not isinstance(value, (str, int, bool)):
+            raise ctx.error(f"{path}.sbatch.{key}", f"expected a string, an integer or true, got {_show(value)}")
+        sbatch[key] = value
+    return SlurmSettings(
+        partition=optional_string("partition"),
+        timeout_min=ctx.integer(sraw.get("timeout_min", default.timeout_min), f"{path}.timeout_min", 1),
+        gpus_per_task=gpus,
+        cpus_per_task=ctx.integer(sraw.get("cpus_per_task", default.cpus_per_task), f"{path}.cpus_per_task", 1),
+        mem_gb=mem_gb,
+        array_parallelism=ctx.integer(
+            sraw.get("array_parallelism", default.array_parallelism), f"{path}.array_parallelism", 1
+        ),
+        folder=optional_string("folder"),
+        max_timeouts=ctx.integer(sraw.get("max_timeouts", default.max_timeouts), f"{path}.max_timeouts", 0),
+        signal_delay_s=ctx.integer(sraw.get("signal_delay_s", default.signal_delay_s), f"{path}.signal_delay_s", 0),
+        setup=setup,
+        sbatch=sbatch,
+    )
+
+
 def _check_template(ctx: _Ctx, template: Mapping[str, Any], path: str) -> None:
     """Every categorical combination, with numeric parameters at their low and at their high end, must be a valid
     λ schedule (catches unknown schedule keys and impossible ranges before a study starts)."""
@@ -1211,7 +1299,7 @@ def _override_target(spec: Spec, raw: Mapping[str, Any], parts: list[str], text:
     """Where in the document ``--set`` writes (see docs/specs.md, "Overrides")."""
     usage = (
         f"cannot apply override {text!r}: use a run setting ({', '.join(SETTING_KEYS)}), seeds, spec.<field>, "
-        "defaults.<key>, groups.<name>.<key>, overrides.<key> or search.<key>"
+        "defaults.<key>, groups.<name>.<key>, overrides.<key>, search.<key> or slurm.<key>"
     )
     head, rest = parts[0], parts[1:]
     if head == "seeds" and not rest:
@@ -1220,7 +1308,7 @@ def _override_target(spec: Spec, raw: Mapping[str, Any], parts: list[str], text:
         return ["overrides", *parts]
     if head == "spec" and len(rest) == 1:
         return ["spec", rest[0]]
-    if head in ("defaults", "overrides", "search") and rest:
+    if head in ("defaults", "overrides", "search", "slurm") and rest:
         return [head, *rest]
     if head == "groups" and len(rest) >= 2:
         names = [g.get("name") for g in raw.get("groups", []) if isinstance(g, Mapping)]
@@ -1260,7 +1348,8 @@ def apply_overrides(spec: Spec, assignments: Sequence[str]) -> Spec:
     Each assignment is ``KEY=VALUE``; VALUE is a TOML literal (or a bare string). KEY is a run setting (forced on
     every arm: written to [overrides], the highest precedence), ``seeds``, or a dotted path: ``spec.seeds``,
     ``defaults.batch_size``, ``groups.a.epochs`` (group defaults), ``overrides.dataset_options.root``,
-    ``search.n_trials``. Table-valued settings take dotted sub-keys (``dataset_options.train.length=64``).
+    ``search.n_trials``, ``slurm.partition``. Table-valued settings take dotted sub-keys
+    (``dataset_options.train.length=64``).
     """
     raw: dict[str, Any] = copy.deepcopy(dict(spec.raw))
     for text in assignments:

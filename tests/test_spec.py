@@ -165,10 +165,10 @@ def test_demo_is_cpu_sized(shipped: dict[str, Spec]) -> None:
 def test_lambda_search_section(shipped: dict[str, Spec]) -> None:
     search = shipped["lambda_search"].search
     assert search is not None
-    assert (search.group, search.arm, search.objective, search.direction) == ("search", "L", "rmse", "minimize")
+    assert (search.group, search.arm, search.objective, search.direction) == ("paper", "L", "rmse", "minimize")
     assert search.split == "val" and search.seeds == (0, 1, 2)
     assert search.schedule["kind"] == Distribution(kind="categorical", choices=("linear", "cosine"))
-    assert search.schedule["epochs"] == Distribution(kind="int", low=2, high=4)
+    assert search.schedule["epochs"] == Distribution(kind="int", low=2, high=6)
     assert search.enqueue[0]["kind"] == "linear" and search.enqueue[0]["start"] == 3.0
 
 

@@ -1,8 +1,12 @@
-"""``python -m suite run SPEC``: plan, train what is not done yet, ingest, render the spec's tables.
+"""``python -m suite run SPEC``: plan, train what is not done yet, ingest, render the spec's tables and figures.
 
 The same command again resumes: DONE runs are skipped, RUNNING runs left by a killed coordinator are settled
 (ingested if their result exists, otherwise LOST and resumed from their checkpoint), FAILED and LOST runs are
 retried up to ``--max-attempts`` times in this invocation, and ``--force`` reruns everything from scratch.
+
+``--executor slurm`` submits the runs as a SLURM job array (resources: the spec's ``[slurm]`` table or
+``--set slurm.<key>=<value>``; see docs/cluster.md). Runs whose SLURM job outlived an earlier coordinator are
+watched again, not resubmitted.
 """
 
 from __future__ import annotations
@@ -10,22 +14,57 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from typing import Any
 
+from mlrd_core.errors import ConfigError
 from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, planned_rows
+from suite.spec import Spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a spec (resumes; renders its tables)", description=__doc__)
     add_spec_arguments(parser)
-    parser.add_argument("--jobs", type=int, default=None, help="CPU slots (default: one per visible GPU, else 1)")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: worker subprocesses on this machine (default); slurm: a SLURM job array, resources from the "
+        "spec's [slurm] table or --set slurm.<key>=<value> (docs/cluster.md)",
+    )
+    parser.add_argument("--jobs", type=int, default=None, help="local CPU slots (default: one per visible GPU, else 1)")
     parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
     parser.add_argument("--force", action="store_true", help="rerun every run of the spec from scratch")
     parser.add_argument("--dry-run", action="store_true", help="show the plan and exit (writes nothing)")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def make_executor(args: argparse.Namespace, spec: Spec, store: Any) -> tuple[Any, str]:
+    """The executor ``--executor`` names, and where it runs (for the opening line)."""
+    attempts = max(1, args.max_attempts)
+    if args.executor == "slurm":
+        from suite.slurm import SlurmExecutor, folder_for
+
+        settings = spec.slurm
+        folder = folder_for(settings, args.results)
+        executor: Any = SlurmExecutor(
+            store,
+            runs_dir=args.results / "runs",
+            settings=settings,
+            folder=folder,
+            job_name=f"mlrd-{spec.name}",
+            max_attempts=attempts,
+        )
+        resources = f"{settings.cpus_per_task} CPU(s), {settings.gpus_per_task} GPU(s), {settings.timeout_min} min"
+        partition = settings.partition or "default partition"
+        return executor, f"on SLURM [{partition}; {resources} per run; logs in {folder}]"
     from suite.executor import LocalExecutor, local_slots
+
+    slots = local_slots(args.jobs)
+    executor = LocalExecutor(store, runs_dir=args.results / "runs", slots=slots, max_attempts=attempts)
+    return executor, f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
+
+
+def run(args: argparse.Namespace) -> int:
     from suite.plan import unique_runs
     from suite.progress import SuiteProgress
     from suite.store import RunState
@@ -35,13 +74,18 @@ def run(args: argparse.Namespace) -> int:
         from suite.commands.plan import show_plan
 
         return show_plan(args, spec, runs)
-    slots = local_slots(args.jobs)
+    if args.executor == "slurm":
+        from suite.slurm import require_slurm
+
+        if args.jobs is not None:
+            raise ConfigError("--jobs sets local CPU slots; with --executor slurm use --set slurm.array_parallelism=N")
+        require_slurm()  # before the store exists: a missing SLURM is one clear error that writes nothing
+    elif args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     store = open_db(args)
     try:
         store.add_planned(planned_rows(runs))
-        executor = LocalExecutor(
-            store, runs_dir=args.results / "runs", slots=slots, max_attempts=max(1, args.max_attempts)
-        )
+        executor, where = make_executor(args, spec, store)
         executor.recover(store.runs(spec=spec.name, states=[RunState.RUNNING]))
         todo_all = unique_runs(runs)
         if args.force:
@@ -50,9 +94,20 @@ def run(args: argparse.Namespace) -> int:
                     store.reset(r.run_id)
                     shutil.rmtree(executor.run_dir(r.run_id), ignore_errors=True)
         todo = [r for r in todo_all if store.get_run(r.run_id).state != RunState.DONE]
+        elsewhere = [
+            r for r in todo if store.get_run(r.run_id).state == RunState.RUNNING and r.run_id not in executor.adopted
+        ]
+        if elsewhere:
+            print(
+                f"{len(elsewhere)} run(s) are RUNNING under another coordinator or SLURM job: left to it "
+                f"(python -m suite status {args.spec} shows them)",
+                file=sys.stderr,
+            )
+            busy = {r.run_id for r in elsewhere}
+            todo = [r for r in todo if r.run_id not in busy]
         print(
-            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo)} done, {len(todo)} to run "
-            f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]",
+            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo) - len(elsewhere)} done, {len(todo)} to "
+            f"run {where}",
             file=sys.stderr,
         )
         with SuiteProgress(len(todo_all), already_done=len(todo_all) - len(todo)) as progress:
@@ -60,10 +115,14 @@ def run(args: argparse.Namespace) -> int:
         from suite.commands.table import render_and_write
 
         paths, text = render_and_write(spec, runs, store, args.results, fmt="md")
+        from suite.commands.figures import figures_summary
+
+        figures = figures_summary(spec, runs, store, args.results)  # never fails the run: warns instead
     finally:
         store.close()
     print(text)
     print(f"tables:   {args.results / spec.name}/ ({', '.join(sorted({p.suffix for p in paths}))})")
+    print(f"figures:  {figures}")
     print(f"database: {db_url(args)}")
     print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
     if summary.interrupted:

@@ -1,7 +1,8 @@
 """``python -m suite status [SPEC] [--failed]``: run states in the results store.
 
 Without a spec, every spec in the store is summarised. ``--failed`` prints the failure trace of every FAILED or
-LOST run.
+LOST run. A RUNNING run of the SLURM executor shows its job id and the job's state from squeue (sacct for jobs
+squeue no longer lists, when accounting is on), or "state unknown" when SLURM cannot be asked from here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from suite.commands._common import add_store_arguments, load_plan, open_db, store_exists
+from suite.slurm import describe_state, job_id_of, job_states
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,17 +53,25 @@ def run(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         active = Table(title="not done")
         for col in ("spec", "group", "arm", "seed", "run id", "state", "attempts", "worker", "heartbeat"):
-            active.add_column(col)
+            active.add_column(col, overflow="fold" if col == "worker" else "ellipsis")  # job ids are never cut
         failed = []
-        for name in specs:
-            for info in store.runs(spec=name, states=["RUNNING", "FAILED", "LOST", "PLANNED"]):
-                beat = f"{(now - info.heartbeat_at).total_seconds():.0f}s ago" if info.heartbeat_at else "-"
-                active.add_row(
-                    name, info.group, info.arm, str(info.seed), info.run_id[:12], str(info.state),
-                    str(info.attempts), info.worker or "-", beat,
-                )  # fmt: skip
-                if info.state in ("FAILED", "LOST"):
-                    failed.append(info)
+        listed = [
+            (name, info)
+            for name in specs
+            for info in store.runs(spec=name, states=["RUNNING", "FAILED", "LOST", "PLANNED"])
+        ]
+        jobs = {info.run_id: job_id_of(info.worker) for _, info in listed if info.state == "RUNNING"}
+        job_state = job_states(j for j in jobs.values() if j) if any(jobs.values()) else {}
+        for name, info in listed:
+            beat = f"{(now - info.heartbeat_at).total_seconds():.0f}s ago" if info.heartbeat_at else "-"
+            job = jobs.get(info.run_id)
+            worker = f"slurm:{describe_state(job, job_state)}" if job else info.worker or "-"
+            active.add_row(
+                name, info.group, info.arm, str(info.seed), info.run_id[:12], str(info.state),
+                str(info.attempts), worker, beat,
+            )  # fmt: skip
+            if info.state in ("FAILED", "LOST"):
+                failed.append(info)
         if active.row_count:
             console.print(active)
         if args.failed:

@@ -1,0 +1,519 @@
+"""The SLURM executor: every run is one task of a SLURM job array, submitted through submitit.
+
+It has the interface of :class:`suite.executor.LocalExecutor` (``execute``, ``recover``, ``run_dir``) and the same
+file protocol: the coordinator writes ``run.json`` into each run folder, a task runs the worker
+(:func:`suite.worker.run_worker`) on that folder, the worker writes ``heartbeat.json``, ``checkpoint.pt`` and finally
+``result.json`` (or ``error.json``), and the coordinator, the only database writer, polls the folders and ingests.
+So the results folder must be on a file system that the login node and the compute nodes share.
+
+- **One array per submission.** The runs to do are one ``sbatch --array=0-N%P`` (``array_parallelism`` = P) with the
+  resources of the spec's ``[slurm]`` table (partition, time, CPUs, GPUs, memory, any other sbatch option). A run's
+  store ``worker`` is ``slurm:<array id>_<task>``; retries go out as a new array.
+- **Timeouts and preemption requeue and resume.** SLURM signals ``USR2`` before the time limit (and on preemption);
+  submitit's handler calls :meth:`WorkerTask.checkpoint`, requeues the task with ``scontrol requeue`` and exits. The
+  requeued task runs the worker again on the same folder, and the trainer resumes from its last period checkpoint,
+  so the result is the one an uninterrupted run gives. ``max_timeouts`` bounds the requeues after real timeouts.
+- **Job states come from squeue**, which needs no accounting database; ``sacct`` is asked only for jobs squeue no
+  longer lists, and its absence ("accounting storage is disabled") is fine. A task that ends without a result is
+  FAILED with the worker's trace (or the tail of its log); a task SLURM reports RUNNING whose heartbeat stops for
+  ``stale_after_s`` is cancelled and LOST. Failed and lost runs are retried up to the attempt budget.
+- **The coordinator can die.** Its tasks keep running; the next ``run --executor slurm`` finds their runs RUNNING,
+  ingests what finished and re-attaches to the jobs still queued or running (no second submission). Ctrl-C cancels
+  the tasks it drives; their runs are LOST and resume from their checkpoints the next time.
+
+submitit is imported only when jobs are submitted (the ``slurm`` extra: ``pip install -e ".[slurm]"``); job states
+and cancellation use the SLURM commands directly, so ``status`` works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlrd_core.errors import MLRDError
+from suite.executor import (
+    STALE_AFTER_S,
+    Event,
+    ExecutionSummary,
+    failure_message,
+    prepare_run_dir,
+    settle_running,
+)
+from suite.worker import ERROR_FILE, HEARTBEAT_FILE, RESULT_FILE, read_json, run_worker, write_json_atomic
+
+if TYPE_CHECKING:
+    from suite.spec import SlurmSettings
+
+#: The store's ``worker`` of a run in a SLURM job: ``slurm:<job id>`` (``slurm:123_4`` for array task 4 of job 123).
+WORKER_PREFIX = "slurm:"
+#: Written into the run folder at submission: job id, log file, submission time.
+JOB_FILE = "slurm.json"
+#: States after which a job does nothing more (``squeue --states=all`` keeps them for MinJobAge, 300 s by default).
+#: Every other state (PENDING, RUNNING, REQUEUED, COMPLETING, SUSPENDED, ...) is alive.
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "TIMEOUT",
+    }
+)
+QUERY_TIMEOUT_S = 30.0
+
+
+class SlurmError(MLRDError, RuntimeError):
+    """SLURM or submitit is missing, or refused a submission."""
+
+
+# --------------------------------------------------------------------------------------------------- job states
+
+
+def is_slurm_worker(worker: str | None) -> bool:
+    return bool(worker) and str(worker).startswith(WORKER_PREFIX)
+
+
+def job_id_of(worker: str | None) -> str | None:
+    """``"slurm:123_4"`` -> ``"123_4"``; None for a local worker."""
+    return str(worker)[len(WORKER_PREFIX) :] if is_slurm_worker(worker) else None
+
+
+def parse_job_table(text: str) -> dict[str, str]:
+    """``{job id: state}`` from ``squeue --format=%i|%T`` or ``sacct -P -o JobID,State`` lines. A state is its first
+    word (sacct writes ``CANCELLED by 0``); job steps (``123.batch``) and bracketed pending ranges are skipped."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        job, sep, state = line.strip().partition("|")
+        if not sep or not job or "." in job or "[" in job or not state.strip():
+            continue
+        states[job] = state.split()[0].rstrip("+").upper()
+    return states
+
+
+def _query(command: Sequence[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def job_states(job_ids: Iterable[str]) -> dict[str, str | None] | None:
+    """The SLURM state of each job id (``"123"`` or array task ``"123_4"``).
+
+    A state is ``"PENDING"``, ``"RUNNING"``, ``"COMPLETED"``, ...; ``None`` means SLURM no longer lists the job (it
+    ended: squeue forgets finished jobs after MinJobAge, and sacct knows them only with accounting on). The whole
+    answer is ``None`` when SLURM cannot be asked (no ``squeue`` on PATH, controller unreachable).
+    """
+    wanted = sorted(set(job_ids))
+    if not wanted:
+        return {}
+    if shutil.which("squeue") is None:
+        return None
+    # the user's jobs, not --jobs: one unknown id makes `squeue --jobs` fail for all ("Invalid job id specified")
+    user = pwd.getpwuid(os.getuid()).pw_name
+    text = _query(["squeue", f"--user={user}", "--noheader", "--array", "--states=all", "--format=%i|%T"])
+    if text is None:
+        return None
+    known = parse_job_table(text)
+    missing = [j for j in wanted if j not in known]
+    if missing and shutil.which("sacct") is not None:
+        arrays = sorted({j.split("_")[0] for j in missing})
+        text = _query(["sacct", "-X", "--noheader", "--parsable2", "-o", "JobID,State", "-j", ",".join(arrays)])
+        if text is not None:  # accounting off: "Slurm accounting storage is disabled", exit code 1
+            known.update({j: s for j, s in parse_job_table(text).items() if j not in known})
+    return {j: known.get(j) for j in wanted}
+
+
+def is_alive(state: str | None) -> bool:
+    return state is not None and state not in TERMINAL_STATES
+
+
+def describe_state(job_id: str, states: Mapping[str, str | None] | None) -> str:
+    """What ``status`` shows: ``123_4 RUNNING``, ``123_4 ended`` or ``123_4 (state unknown)``."""
+    if states is None or job_id not in states:
+        return f"{job_id} (state unknown)"
+    state = states[job_id]
+    return f"{job_id} {state}" if state is not None else f"{job_id} ended (no longer listed)"
+
+
+def cancel(job_ids: Iterable[str]) -> None:
+    """``scancel`` the jobs (array tasks); errors (already gone, no SLURM) are ignored."""
+    ids = sorted(set(job_ids))
+    if ids and shutil.which("scancel") is not None:
+        _query(["scancel", *ids])
+
+
+def settle_slurm_runs(store: Any, running: Sequence[Any]) -> dict[str, str]:
+    """Settle RUNNING runs of SLURM jobs that have no result on disk: a job that ended makes its run LOST
+    (resumable from its checkpoint); a job still alive, or whose state SLURM cannot tell now, keeps its run
+    RUNNING. Returns ``{run id: job id}`` of the runs left RUNNING."""
+    jobs = {info.run_id: job_id_of(info.worker) or "" for info in running}
+    states = job_states(jobs.values())
+    alive: dict[str, str] = {}
+    for run_id, job in jobs.items():
+        if states is None or is_alive(states.get(job)):
+            alive[run_id] = job
+        else:
+            state = states.get(job) or "no longer listed"
+            store.mark_lost(run_id, f"its SLURM job {job} ended ({state}) without a result; resumes on the next run")
+    return alive
+
+
+def require_slurm() -> None:
+    """Raise :class:`SlurmError` unless SLURM's commands and submitit are available."""
+    missing = [c for c in ("sbatch", "squeue", "scancel", "srun") if shutil.which(c) is None]
+    if missing:
+        raise SlurmError(
+            f"--executor slurm needs SLURM's commands on PATH, but {', '.join(missing)} are missing: run on a login "
+            "node of the cluster (a local test cluster: bash tools/slurm_single_node.sh start, then "
+            'eval "$(bash tools/slurm_single_node.sh env)")'
+        )
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise SlurmError('--executor slurm needs submitit: pip install -e ".[slurm]"') from None
+
+
+# --------------------------------------------------------------------------------------------------- the task
+
+
+class WorkerTask:
+    """What a SLURM task runs: the worker on one run folder (picklable: it holds only the folder's path).
+
+    submitit calls :meth:`checkpoint` on ``USR2`` (timeout or preemption) before it requeues the task; resubmitting
+    the same task is enough, because the trainer's own period checkpoint in the folder makes the next start resume.
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+
+    def __call__(self) -> str:
+        code = run_worker(Path(self.run_dir))
+        if code != 0:
+            error = read_json(Path(self.run_dir) / ERROR_FILE) or {}
+            raise RuntimeError(
+                f"the worker failed with exit code {code}: {error.get('type', '?')}: {error.get('message', '')}"
+            )
+        return self.run_dir
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(WorkerTask(self.run_dir))
+
+    def __repr__(self) -> str:
+        return f"WorkerTask({self.run_dir!r})"
+
+
+def sbatch_parameters(settings: SlurmSettings, *, job_name: str) -> dict[str, Any]:
+    """``submitit.SlurmExecutor.update_parameters`` arguments for ``settings`` (names as submitit spells them)."""
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "time": settings.timeout_min,
+        "cpus_per_task": settings.cpus_per_task,
+        "ntasks_per_node": 1,
+        "array_parallelism": settings.array_parallelism,
+        "signal_delay_s": settings.signal_delay_s,
+        "stderr_to_stdout": True,
+        # the worker uses cpus_per_task threads; OpenMP/MKL pools outside torch follow
+        "setup": [
+            f"export OMP_NUM_THREADS={settings.cpus_per_task} MKL_NUM_THREADS={settings.cpus_per_task}",
+            *settings.setup,
+        ],
+    }
+    if settings.partition is not None:
+        params["partition"] = settings.partition
+    if settings.mem_gb is not None:
+        mem = settings.mem_gb
+        params["mem"] = f"{int(mem)}GB" if mem == int(mem) else f"{round(mem * 1024)}MB"
+    extra = {key: value for key, value in settings.sbatch.items() if value is not False}  # false: option left out
+    if settings.gpus_per_task and "gres" not in extra:
+        extra["gres"] = f"gpu:{settings.gpus_per_task}"
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+# --------------------------------------------------------------------------------------------------- executor
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT back (it arrives when the block ends): a submission and its bookkeeping happen as a whole, so a
+    Ctrl-C never leaves submitted tasks that the store does not know about."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@dataclass
+class _Task:
+    """A run the coordinator watches: its job id, folder, and what it has seen of it (coordinator clock)."""
+
+    run: Any
+    job_id: str
+    run_dir: Path
+    log: Path | None
+    submitted: float
+    started: float | None = None
+    last_beat: float = 0.0
+    last_beat_seen: float = 0.0
+    worker_pid: tuple[str, int] | None = None
+    ended: float | None = None
+
+
+class SlurmExecutor:
+    """Runs workers as tasks of SLURM job arrays and is the single writer of the store.
+
+    ``poll_s``: how often run folders are read; ``query_every_s``: how often squeue is asked; ``grace_s``: how long
+    a task that SLURM reports ended may take to show its result file (shared file systems cache).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        runs_dir: Path,
+        settings: SlurmSettings,
+        folder: Path,
+        job_name: str = "mlrd",
+        max_attempts: int = 3,
+        stale_after_s: float = STALE_AFTER_S,
+        poll_s: float = 1.0,
+        query_every_s: float = 5.0,
+        grace_s: float = 10.0,
+        on_event: Event | None = None,
+    ) -> None:
+        require_slurm()
+        self.store = store
+        self.runs_dir = runs_dir
+        self.settings = settings
+        self.folder = folder.absolute()
+        self.job_name = job_name
+        self.max_attempts = max_attempts
+        self.stale_after_s = stale_after_s
+        self.poll_s = poll_s
+        self.query_every_s = query_every_s
+        self.grace_s = grace_s
+        self.on_event = on_event or (lambda kind, info: None)
+        #: RUNNING runs whose SLURM job outlived an earlier coordinator: {run id: job id}; ``execute`` watches them
+        #: instead of submitting them again.
+        self.adopted: dict[str, str] = {}
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id[:16]
+
+    # ------------------------------------------------------------------------------------------ recovery
+    def recover(self, running: Sequence[Any]) -> list[str]:
+        """Settle RUNNING runs left by an earlier coordinator (:func:`suite.executor.settle_running`); those whose
+        SLURM job is still queued or running are adopted. Returns the ids ingested."""
+        ingested, alive = settle_running(self.store, running, self.run_dir, stale_after_s=self.stale_after_s)
+        self.adopted.update(alive)
+        return ingested
+
+    # ------------------------------------------------------------------------------------------ execution
+    def execute(
+        self,
+        runs: Sequence[Any],
+        on_event: Event | None = None,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> ExecutionSummary:
+        """Run ``runs`` to completion (or failure past the retry budget), as in ``LocalExecutor.execute``. Adopted
+        runs are watched, the others submitted as one job array. Ctrl-C (or ``should_stop``) cancels the tasks;
+        their runs become LOST and resume from their checkpoints the next time."""
+        if on_event is not None:
+            self.on_event = on_event
+        summary = ExecutionSummary()
+        attempts: dict[str, int] = {}
+        watched: dict[str, _Task] = {}
+        queue: list[Any] = []
+        for run in runs:
+            job = self.adopted.pop(run.run_id, None)
+            if job is None:
+                queue.append(run)
+            else:
+                attempts[run.run_id] = 1
+                watched[run.run_id] = self._adopt(run, job)
+        states: dict[str, str | None] | None = {}
+        last_query = float("-inf")
+        try:
+            while queue or watched:
+                if queue:
+                    for run in queue:
+                        attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
+                    with _ctrl_c_deferred():
+                        watched.update(self._submit(queue))
+                        queue = []
+                time.sleep(self.poll_s)
+                now = time.time()
+                if now - last_query >= self.query_every_s:
+                    states = job_states(t.job_id for t in watched.values())
+                    last_query = now
+                for run_id, task in list(watched.items()):
+                    outcome = self._check(task, states, now)
+                    if outcome is None:
+                        continue
+                    del watched[run_id]
+                    if outcome == "done":
+                        summary.done.append(run_id)
+                    elif outcome != "cancelled" and attempts[run_id] < self.max_attempts:
+                        self.on_event("retry", {"run": task.run, "attempt": attempts[run_id] + 1})
+                        queue.append(task.run)
+                    else:
+                        summary.failed[run_id] = self.store.get_run(run_id).error or outcome
+                if should_stop is not None and (queue or watched) and should_stop():
+                    summary.stopped = True
+                    queue.clear()
+                    self._cancel_all(list(watched.values()), "stopped early by the coordinator")
+                    watched.clear()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            self._cancel_all(list(watched.values()), "interrupted by the user (Ctrl-C); its SLURM job was cancelled")
+        return summary
+
+    def _cancel_all(self, tasks: Sequence[_Task], why: str, *, wait_s: float = 60.0) -> None:
+        """Cancel the tasks, mark their runs LOST, and wait (up to ``wait_s``) until SLURM has stopped them, so that
+        no old worker still writes into a run folder when the next coordinator starts."""
+        ids = [t.job_id for t in tasks]
+        cancel(ids)
+        for task in tasks:
+            self.store.mark_lost(task.run.run_id, f"{why}; resumes on the next run")
+        deadline = time.time() + wait_s
+        while ids and time.time() < deadline:
+            states = job_states(ids)
+            if states is None or not any(is_alive(state) for state in states.values()):
+                return
+            time.sleep(1.0)
+
+    def _submit(self, runs: Sequence[Any]) -> dict[str, _Task]:
+        import submitit
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # a flat folder: sbatch opens the log files before submitit could create a per-job folder
+        executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=self.settings.max_timeouts)
+        executor.update_parameters(**sbatch_parameters(self.settings, job_name=self.job_name))
+        device = "cuda" if self.settings.gpus_per_task else "cpu"
+        dirs = [self.run_dir(run.run_id).absolute() for run in runs]
+        for run, run_dir in zip(runs, dirs, strict=True):
+            prepare_run_dir(run_dir, run, device=device, threads=self.settings.cpus_per_task)
+            (run_dir / JOB_FILE).unlink(missing_ok=True)
+        try:
+            jobs = executor.submit_array([WorkerTask(str(d)) for d in dirs])
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:  # submitit's FailedJobError included
+            raise SlurmError(f"sbatch refused the job array of {len(runs)} run(s): {exc}") from exc
+        now = time.time()
+        tasks: dict[str, _Task] = {}
+        for run, run_dir, job in zip(runs, dirs, jobs, strict=True):
+            log = Path(job.paths.stdout)
+            write_json_atomic(run_dir / JOB_FILE, {"job_id": job.job_id, "log": str(log), "submitted": now})
+            self.store.mark_running(run.run_id, worker=f"{WORKER_PREFIX}{job.job_id}", workdir=str(run_dir))
+            tasks[run.run_id] = _Task(run=run, job_id=job.job_id, run_dir=run_dir, log=log, submitted=now)
+        array = jobs[0].job_id.split("_")[0]
+        self.on_event(
+            "submit",
+            {"job": array, "count": len(jobs), "partition": self.settings.partition, "folder": str(self.folder)},
+        )
+        return tasks
+
+    def _adopt(self, run: Any, job_id: str) -> _Task:
+        info = read_json(self.run_dir(run.run_id) / JOB_FILE) or {}
+        log = Path(info["log"]) if info.get("log") else None
+        now = time.time()
+        self.on_event("adopt", {"run": run, "job": job_id})
+        return _Task(run=run, job_id=job_id, run_dir=self.run_dir(run.run_id), log=log, submitted=now)
+
+    def _check(self, task: _Task, states: Mapping[str, str | None] | None, now: float) -> str | None:
+        """Read the task's folder and state; settle it when it is over: "done", "failed", "lost", "cancelled"."""
+        self._pulse(task, now)
+        result = read_json(task.run_dir / RESULT_FILE)
+        if result is not None:
+            self.store.ingest_result(task.run.run_id, result)
+            self.on_event("done", {"run": task.run, "seconds": now - (task.started or task.submitted)})
+            return "done"
+        known = states is not None and task.job_id in states
+        state = states.get(task.job_id) if states is not None else None
+        if not known or is_alive(state):
+            task.ended = None  # PREEMPTED can be a passing state when the cluster requeues preempted jobs
+        else:
+            task.ended = task.ended or now
+            if (task.run_dir / ERROR_FILE).exists() or now - task.ended >= self.grace_s:
+                return self._ended(task, state)
+            return None
+        if state == "RUNNING" and task.started is None:
+            self._start(task, now)
+        if task.started is not None and state in ("RUNNING", None):
+            silent = now - max(task.last_beat_seen, task.started)
+            if silent > self.stale_after_s:
+                cancel([task.job_id])
+                hint = "" if task.last_beat else " (none ever arrived: is the results folder shared with the nodes?)"
+                reason = f"SLURM job {task.job_id} sent no heartbeat for {silent:.0f}s{hint}; cancelled"
+                self.store.mark_lost(task.run.run_id, reason)
+                self.on_event("lost", {"run": task.run, "error": reason})
+                return "lost"
+        return None
+
+    def _start(self, task: _Task, now: float) -> None:
+        task.started = now
+        self.on_event("start", {"run": task.run, "slot": task.job_id})
+
+    def _pulse(self, task: _Task, now: float) -> None:
+        beat = read_json(task.run_dir / HEARTBEAT_FILE)
+        if not beat or float(beat.get("time", 0.0)) <= task.last_beat:
+            return
+        if task.started is None:
+            self._start(task, now)
+        pid = (str(beat.get("host")), int(beat.get("pid", 0)))
+        if task.worker_pid is not None and pid != task.worker_pid:
+            self.on_event("requeue", {"run": task.run, "job": task.job_id})
+        task.worker_pid = pid
+        task.last_beat = float(beat["time"])
+        task.last_beat_seen = now
+        self.store.heartbeat(task.run.run_id)
+        self.on_event("progress", {"run": task.run, "slot": task.job_id, "info": beat, "started": task.started})
+
+    def _ended(self, task: _Task, state: str | None) -> str:
+        shown = state or "no longer listed"
+        if state == "CANCELLED" and not (task.run_dir / ERROR_FILE).exists():
+            reason = f"SLURM job {task.job_id} was cancelled outside the suite (scancel?); resumes on the next run"
+            self.store.mark_lost(task.run.run_id, reason)
+            self.on_event("lost", {"run": task.run, "error": reason})
+            return "cancelled"
+        tail = ""
+        if task.log is not None and task.log.exists():
+            tail = f"\nlast lines of {task.log}:\n" + task.log.read_bytes()[-4000:].decode(errors="replace")
+        message = failure_message(task.run_dir, f"SLURM job {task.job_id} ended ({shown}) without a result{tail}")
+        self.store.mark_failed(task.run.run_id, message)
+        self.on_event("failed", {"run": task.run, "error": message.splitlines()[0]})
+        return "failed"
+
+
+def default_folder(results: Path) -> Path:
+    """Where submitit's job files and logs go when ``[slurm] folder`` is not set."""
+    return results / "slurm"
+
+
+def folder_for(settings: SlurmSettings, results: Path) -> Path:
+    return Path(os.path.expanduser(settings.folder)) if settings.folder else default_folder(results)
