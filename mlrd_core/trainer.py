@@ -169,12 +169,14 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or config.amp == "off":
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for an ``amp`` mode on ``device``: None on CPU or "off"; "auto" takes bf16 where the GPU
+    supports it (no scaler needed), else fp16 (with a GradScaler)."""
+    if device.type != "cuda" or amp == "off":
         return None
-    if config.amp == "fp16":
+    if amp == "fp16":
         return torch.float16
-    if config.amp == "bf16" or torch.cuda.is_bf16_supported():
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
 
@@ -271,8 +273,8 @@ def fit(
     weighting = make_weighting(config.weighting, names, **config.weighting_options).to(device)
     params = list(model.parameters()) + list(weighting.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    amp_dtype = _amp_dtype(config, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast_dtype = amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     step_model = torch.compile(model) if config.compile else model
 
     def data(split: str, **extra: Any) -> Dataset:
@@ -323,7 +325,7 @@ def fit(
             if config.channels_last and device.type == "cuda":
                 image = image.contiguous(memory_format=torch.channels_last)
             t1 = _sync(device)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 pred = step_model(image)
             t2 = _sync(device)
             per_image = compute_losses(pred.float(), target, names)  # losses in float32 even under AMP

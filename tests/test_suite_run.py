@@ -185,3 +185,12 @@ def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_number
     assert len(lost) == 1 and "interrupted" in (lost[0].error or "")
     subprocess.run(suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1"), env=env, check=True)
     assert metric_rows(ctrl_c) == expected
+
+
+def test_printed_database_urls_hide_passwords() -> None:
+    from suite.commands._common import shown_url
+
+    assert shown_url("postgresql+psycopg://bob:secret@db.example:5432/mlrd") == (
+        "postgresql+psycopg://bob:***@db.example:5432/mlrd"
+    )
+    assert shown_url("sqlite:///results/mlrd.db") == "sqlite:///results/mlrd.db"

@@ -156,17 +156,6 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The trainer's rule (``mlrd_core.trainer``): autocast on CUDA only; ``auto`` is bf16 where supported."""
-    if device.type != "cuda" or amp == "off":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
 def _batch(batch: int, height: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch`` synthetic scenes (image, depth) at the network size, generated once."""
     from mlrd_core.data import make_dataset
@@ -209,7 +198,7 @@ def run_train_benchmark(
     """
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.model import create_depth_model
-    from mlrd_core.trainer import seed_everything
+    from mlrd_core.trainer import amp_dtype, seed_everything
     from mlrd_core.weighting import make_weighting
 
     if repeats < 1 or warmup < 0 or min(batch, height, width, decoder_width) < 1:
@@ -236,9 +225,9 @@ def run_train_benchmark(
         image, target = (t.to(dev) for t in _batch(batch, height, width, seed))
         if use_channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        amp_dtype = _amp_dtype(amp, dev)
+        autocast_dtype = amp_dtype(amp, dev)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
         names = {label: select(expr) for label, expr in TRAIN_CASES}
         weightings = {
             label: make_weighting("lee-kim", names[label], schedule="3 -> -3").to(dev) for label, _ in TRAIN_CASES
@@ -246,7 +235,7 @@ def run_train_benchmark(
 
         def step(label: str) -> tuple[float, float, float, float]:
             t0 = _sync(dev)
-            with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.autocast(dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 pred = model(image)
             t1 = _sync(dev)
             pred32 = pred.float()  # losses in float32 even under AMP, as in the trainer
@@ -287,7 +276,7 @@ def run_train_benchmark(
         height=height,
         width=width,
         batch=batch,
-        amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
+        amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
         channels_last=use_channels_last,
         threads=used_threads,
         repeats=repeats,

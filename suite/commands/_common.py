@@ -47,6 +47,16 @@ def db_url(args: argparse.Namespace) -> str:
     return args.db or f"sqlite:///{(args.results / 'mlrd.db').as_posix()}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` for printing: a password in it is masked, so logs never carry it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: it will fail clearly when opened; print it as given
+        return url
+
+
 def store_exists(args: argparse.Namespace) -> bool:
     """False when the default SQLite file does not exist yet (read-only commands then create nothing)."""
     return args.db is not None or (args.results / "mlrd.db").exists()

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from mlrd_core.errors import ConfigError
-from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, planned_rows
+from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, planned_rows, shown_url
 from suite.spec import Spec
 
 
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"tables:   {args.results / spec.name}/ ({', '.join(sorted({p.suffix for p in paths}))})")
     print(f"figures:  {figures}")
-    print(f"database: {db_url(args)}")
+    print(f"database: {shown_url(db_url(args))}")
     print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
     if summary.interrupted:
         print("interrupted: the same command resumes", file=sys.stderr)

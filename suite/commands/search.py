@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db
+from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, shown_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console = Console(width=140)
     console.print(table)
-    print(f"database: {url} (study {search.study!r}; plots: pip install optuna-dashboard && optuna-dashboard {url})")
+    shown = shown_url(url)
+    print(
+        f"database: {shown} (study {search.study!r}; plots: pip install optuna-dashboard && optuna-dashboard {shown})"
+    )
     print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
     if interrupted:
         print("interrupted: the same command resumes (the interrupted trial runs again first)", file=sys.stderr)
