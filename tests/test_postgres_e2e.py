@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
+from tiny_spec import write_spec
 
 from suite.cli import main
 from suite.store import _models, open_store
@@ -27,51 +28,6 @@ pytestmark = pytest.mark.skipif(
         "mlrd_test); `nox -s postgres` starts a throwaway server and sets it"
     ),
 )
-
-SPEC = """
-[spec]
-name = "pg_tiny"
-title = "pg tiny"
-seeds = [0, 1]
-
-[defaults]
-encoder = "test_resnet"
-decoder_width = 32
-input_size = [32, 32]
-epochs = 1
-batch_size = 4
-periods_per_epoch = 2
-lr = 1e-3
-eval_batch_size = 8
-
-[defaults.dataset_options]
-height = 32
-width = 32
-train = { length = 8 }
-val = { length = 4 }
-test = { length = 4 }
-
-[[groups]]
-name = "a"
-title = "tiny arms"
-
-[[groups.arms]]
-label = "D"
-losses = "L_D"
-weighting = "equal"
-
-[[groups.arms]]
-label = "all"
-losses = "L^0 | L^1"
-weighting = "lee-kim"
-schedule = "3 -> -3 @ 2"
-
-[[tables]]
-name = "pg_tiny"
-title = "pg tiny table"
-columns = ["n_losses", "weighting"]
-metrics = ["delta1", "rmse"]
-"""
 
 
 @pytest.fixture
@@ -100,13 +56,12 @@ def database() -> Iterator[str]:
 def test_run_resume_status_and_table_on_postgres(
     database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = tmp_path / "pg_tiny.toml"
-    spec.write_text(SPEC)
+    spec = write_spec(tmp_path, name="pg_tiny")
     common = ["--db", database, "--results", str(tmp_path / "results")]
 
     assert main(["run", str(spec), *common, "--jobs", "2"]) == 0
     out = capsys.readouterr()
-    assert "pg tiny table" in out.out and "| D " in out.out
+    assert "pg_tiny table" in out.out and "| D " in out.out
     assert "postgresql+psycopg://" in out.out  # the database line names the store that was used
 
     with open_store(database) as store:

@@ -12,61 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_spec import write_spec
 
 from suite.cli import main
 from suite.store import open_store
-
-SPEC = """
-[spec]
-name = "tiny"
-title = "tiny"
-seeds = [0, 1]
-
-[defaults]
-encoder = "test_resnet"
-decoder_width = 32
-input_size = [32, 32]
-epochs = {epochs}
-batch_size = 4
-periods_per_epoch = 2
-lr = 1e-3
-eval_batch_size = 8
-{extra}
-
-[defaults.dataset_options]
-height = 32
-width = 32
-train = {{ length = {length} }}
-val = {{ length = 4 }}
-test = {{ length = 4 }}
-
-[[groups]]
-name = "a"
-title = "tiny arms"
-
-[[groups.arms]]
-label = "D"
-losses = "L_D"
-weighting = "equal"
-
-[[groups.arms]]
-label = "all"
-losses = "L^0 | L^1"
-weighting = "lee-kim"
-schedule = "3 -> -3 @ 2"
-
-[[tables]]
-name = "tiny"
-title = "tiny table"
-columns = ["n_losses", "weighting"]
-metrics = ["delta1", "rmse"]
-"""
-
-
-def write_spec(folder: Path, *, epochs: int = 1, length: int = 8, extra: str = "") -> Path:
-    path = folder / "tiny.toml"
-    path.write_text(SPEC.format(epochs=epochs, length=length, extra=extra))
-    return path
 
 
 def metric_rows(results: Path) -> list[tuple[object, ...]]:
