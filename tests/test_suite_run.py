@@ -50,6 +50,18 @@ def test_run_renders_tables_and_the_same_command_resumes(tmp_path: Path, capsys:
 
     assert main(["status", str(spec), "--results", str(results)]) == 0
     assert "DONE" in capsys.readouterr().out
+
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    finished = {r.run_id: r.finished_at for r in store.runs(spec="tiny")}
+    store.close()
+    assert main(["run", str(spec), "--results", str(results), "--force", "--jobs", "2"]) == 0  # same threads
+    assert "4 runs, 0 done, 4 to run" in capsys.readouterr().err
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    refinished = {r.run_id: r.finished_at for r in store.runs(spec="tiny")}
+    store.close()
+    assert refinished.keys() == finished.keys()
+    assert all(refinished[k] > finished[k] for k in finished)  # every run trained again from scratch
+    assert metric_rows(results) == first  # same numbers, no duplicate rows
     assert main(["table", str(spec), "--results", str(results), "--format", "csv"]) == 0
     assert "delta1" in capsys.readouterr().out
     assert main(["export", str(spec), "--results", str(results), "--format", "parquet", "--frames", "metrics"]) == 0
