@@ -84,7 +84,9 @@ def _visible_cuda_devices() -> list[str]:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGKILL this worker when the coordinator dies, whatever killed it."""
+    """Ask Linux to SIGKILL this worker when the coordinator dies, whatever killed it; and ignore Ctrl-C, which a
+    terminal sends to the whole process group: the coordinator alone handles it and stops its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stays ignored across exec; Python keeps an ignored SIGINT
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -112,6 +114,43 @@ class _Active:
     started: float
     last_beat: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class DeferredInterrupt:
+    """Turn Ctrl-C into a flag the coordinator checks between database writes.
+
+    A KeyboardInterrupt raised in the middle of a SQLite transaction can leave that connection holding the write
+    lock, so the coordinator's own cleanup then fails with "database is locked". Inside this context the first
+    SIGINT only sets :attr:`requested`; :meth:`check` raises KeyboardInterrupt at a safe point. A second Ctrl-C
+    raises at once, for a user who insists. Outside the main thread (no signal handlers there) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> DeferredInterrupt:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 @dataclass
@@ -230,35 +269,26 @@ class LocalExecutor:
         attempts: dict[str, int] = {}
         active: dict[str, _Active] = {}
         summary = ExecutionSummary()
+        interrupt = DeferredInterrupt()
         try:
-            while queue or active:
-                free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
-                while queue and free:
-                    run = queue.pop(0)
-                    attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
-                    active[run.run_id] = self._start(run, free.pop(0))
-                time.sleep(POLL_S)
-                for run_id, act in list(active.items()):
-                    self._pulse(act)
-                    code = act.proc.poll()
-                    if code is None:
-                        continue
-                    del active[run_id]
-                    act.log.close()
-                    if self._finish(act, code):
-                        summary.done.append(run_id)
-                    elif attempts[run_id] < self.max_attempts:
-                        self.on_event("retry", {"run": act.run, "attempt": attempts[run_id] + 1})
-                        queue.append(act.run)
-                    else:
-                        summary.failed[run_id] = self.store.get_run(run_id).error or "failed"
-                if should_stop is not None and (queue or active) and should_stop():
-                    summary.stopped = True
-                    queue.clear()
-                    self._stop_all(
-                        list(active.values()), "stopped early by the coordinator (e.g. a pruned search trial)"
-                    )
-                    active.clear()
+            with interrupt:
+                while queue or active:
+                    interrupt.check()
+                    free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
+                    while queue and free:
+                        run = queue.pop(0)
+                        attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
+                        active[run.run_id] = self._start(run, free.pop(0))
+                    time.sleep(POLL_S)
+                    interrupt.check()
+                    self._poll(active, queue, attempts, summary)
+                    if should_stop is not None and (queue or active) and should_stop():
+                        summary.stopped = True
+                        queue.clear()
+                        self._stop_all(
+                            list(active.values()), "stopped early by the coordinator (e.g. a pruned search trial)"
+                        )
+                        active.clear()
         except KeyboardInterrupt:
             summary.interrupted = True
             self._stop_all(list(active.values()), "interrupted by the user (Ctrl-C)")
@@ -266,6 +296,29 @@ class LocalExecutor:
             self._stop_all(list(active.values()), f"the coordinator failed ({type(exc).__name__}: {exc})")
             raise
         return summary
+
+    def _poll(
+        self,
+        active: dict[str, _Active],
+        queue: list[Any],
+        attempts: dict[str, int],
+        summary: ExecutionSummary,
+    ) -> None:
+        """Forward heartbeats, and settle every worker that exited: ingest, retry or give up."""
+        for run_id, act in list(active.items()):
+            self._pulse(act)
+            code = act.proc.poll()
+            if code is None:
+                continue
+            del active[run_id]
+            act.log.close()
+            if self._finish(act, code):
+                summary.done.append(run_id)
+            elif attempts[run_id] < self.max_attempts:
+                self.on_event("retry", {"run": act.run, "attempt": attempts[run_id] + 1})
+                queue.append(act.run)
+            else:
+                summary.failed[run_id] = self.store.get_run(run_id).error or "failed"
 
     def _stop_all(self, acts: Sequence[_Active], why: str) -> None:
         """SIGTERM the workers, wait for them, and mark their runs LOST (resumable from their checkpoints)."""

@@ -155,3 +155,21 @@ def test_printed_database_urls_hide_passwords() -> None:
         "postgresql+psycopg://bob:***@db.example:5432/mlrd"
     )
     assert shown_url("sqlite:///results/mlrd.db") == "sqlite:///results/mlrd.db"
+
+
+def test_ctrl_c_is_deferred_to_safe_points_in_the_coordinator() -> None:
+    """A KeyboardInterrupt inside a SQLite write can leave the write lock held; the coordinator therefore turns the
+    first Ctrl-C into a flag checked between writes (a second one raises at once)."""
+    from suite.executor import DeferredInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with DeferredInterrupt() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # signal delivery
+        assert interrupt.requested  # no KeyboardInterrupt yet
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is before
