@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_spec import write_spec as write_tiny_spec
 
 from mlrd_core.config import RunConfig
 from mlrd_core.losses import select
@@ -518,58 +519,12 @@ def test_figures_skip_what_the_spec_has_no_data_for(tmp_path: Path, capsys: pyte
 
 # ------------------------------------------------------------------------------------------------ a real run
 
-TINY = """
-[spec]
-name = "tiny"
-title = "tiny"
-seeds = [0]
-
-[defaults]
-encoder = "test_resnet"
-decoder_width = 32
-input_size = [32, 32]
-epochs = 1
-batch_size = 4
-periods_per_epoch = 2
-lr = 1e-3
-eval_batch_size = 8
-
-[defaults.dataset_options]
-height = 32
-width = 32
-train = { length = 8 }
-val = { length = 4 }
-test = { length = 4 }
-
-[[groups]]
-name = "a"
-title = "tiny arms"
-
-[[groups.arms]]
-label = "D"
-losses = "L_D"
-weighting = "equal"
-
-[[groups.arms]]
-label = "all"
-losses = "L^0 | L^1"
-weighting = "lee-kim"
-schedule = "3 -> -3 @ 2"
-
-[[tables]]
-name = "tiny"
-title = "tiny table"
-columns = ["n_losses", "weighting"]
-metrics = ["delta1", "rmse"]
-"""
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """One real `python -m suite run` of two tiny arms (test_resnet, 32x32, one seed): (spec, results, stdout)."""
     folder = tmp_path_factory.mktemp("tiny")
-    spec = folder / "tiny.toml"
-    spec.write_text(TINY)
+    spec = write_tiny_spec(folder, seeds=(0,))
     results = folder / "results"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_spec
 
 from mlrd_core.errors import ConfigError
 from suite.cli import main
@@ -37,57 +38,23 @@ from suite.slurm import (
 from suite.spec import SlurmSettings, apply_overrides, load_spec, loads_spec
 from suite.store import open_store
 
-SPEC = """
-[spec]
-name = "sl"
-title = "slurm"
-seeds = [0]
-
-[defaults]
-encoder = "test_resnet"
-decoder_width = 32
-input_size = [32, 32]
-epochs = 3
-batch_size = 4
-periods_per_epoch = 2
-lr = 1e-3
-eval_batch_size = 8
-
-[defaults.dataset_options]
-height = 32
-width = 32
-train = { length = 192 }
-val = { length = 4 }
-test = { length = 4 }
-
-[[groups]]
-name = "a"
-title = "arms"
-
-[[groups.arms]]
-label = "D"
-losses = "L_D"
-weighting = "equal"
-
-[[groups.arms]]
-label = "all"
-losses = "L^0 | L^1"
-weighting = "lee-kim"
-schedule = "3 -> -3 @ 3"
-
-[[tables]]
-name = "sl"
-title = "slurm table"
-columns = ["n_losses", "weighting"]
-metrics = ["delta1", "rmse"]
-
+# the tiny end-to-end spec with one seed, 3 epochs of 48 steps (so a requeue lands mid-run) and a [slurm] table
+SPEC = tiny_spec.spec_text(
+    name="sl",
+    seeds=(0,),
+    epochs=3,
+    length=192,
+    ramp=3,
+    tail="""
 [slurm]
 cpus_per_task = 1
 timeout_min = 10
-"""
+""",
+)
 
 
 def write_spec(folder: Path, extra: str = "") -> Path:
+    """The spec as ``folder/sl.toml``; ``extra`` lines go into its ``[slurm]`` table (the last one)."""
     path = folder / "sl.toml"
     path.write_text(SPEC + extra)
     return path

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SPEC = """
 [spec]
 name = "{name}"
 title = "{name}"
-seeds = [0, 1]
+seeds = {seeds}
 
 [defaults]
 encoder = "test_resnet"
@@ -41,18 +42,33 @@ weighting = "equal"
 label = "all"
 losses = "L^0 | L^1"
 weighting = "lee-kim"
-schedule = "3 -> -3 @ 2"
+schedule = "3 -> -3 @ {ramp}"
 
 [[tables]]
 name = "{name}"
 title = "{name} table"
 columns = ["n_losses", "weighting"]
 metrics = ["delta1", "rmse"]
-"""
+{tail}"""
 
 
-def write_spec(folder: Path, *, name: str = "tiny", epochs: int = 1, length: int = 8, extra: str = "") -> Path:
-    """Write the spec as ``folder/<name>.toml``; its spec and table are both called ``name``."""
+def spec_text(
+    *,
+    name: str = "tiny",
+    seeds: tuple[int, ...] = (0, 1),
+    epochs: int = 1,
+    length: int = 8,
+    ramp: int = 2,
+    extra: str = "",
+    tail: str = "",
+) -> str:
+    """The spec's TOML; its spec and table are both called ``name``. ``extra`` lines go into ``[defaults]``,
+    ``tail`` after the last table (e.g. a ``[slurm]`` table); ``ramp`` is the λ ramp's epochs."""
+    return SPEC.format(name=name, seeds=list(seeds), epochs=epochs, length=length, ramp=ramp, extra=extra, tail=tail)
+
+
+def write_spec(folder: Path, *, name: str = "tiny", **options: Any) -> Path:
+    """Write :func:`spec_text` as ``folder/<name>.toml``."""
     path = folder / f"{name}.toml"
-    path.write_text(SPEC.format(name=name, epochs=epochs, length=length, extra=extra))
+    path.write_text(spec_text(name=name, **options))
     return path
