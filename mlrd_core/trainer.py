@@ -280,6 +280,16 @@ def fit(
     def data(split: str, **extra: Any) -> Dataset:
         return make_dataset(config.dataset, split=split, seed=seed, **split_options(config, split), **extra)
 
+    def measure(dataset: Dataset) -> tuple[dict[str, float], float]:
+        return evaluate(
+            model,
+            dataset,
+            config.protocol,
+            input_size=config.input_size,
+            batch_size=config.eval_batch_size,
+            device=device,
+        )
+
     train_set = data(config.train_split, size=config.input_size, augment=config.augment)
     val_set = data(config.val_split) if config.val_split else None
     if len(train_set) == 0:  # type: ignore[arg-type]
@@ -363,14 +373,7 @@ def fit(
                 last = b + 1 == len(batches)
                 if last and val_set is not None:
                     # validation precedes the checkpoint so that a resumed run never validates an epoch twice
-                    metrics, _ = evaluate(
-                        model,
-                        val_set,
-                        config.protocol,
-                        input_size=config.input_size,
-                        batch_size=config.eval_batch_size,
-                        device=device,
-                    )
+                    metrics, _ = measure(val_set)
                     _record(result, "val", epoch, config.protocol, metrics)
                     notify("epoch", {"epoch": epoch, "metrics": metrics})
                 if ckpt_path is not None:
@@ -393,14 +396,7 @@ def fit(
                     )
 
     if config.test_split:
-        test_metrics, s_per_scene = evaluate(
-            model,
-            data(config.test_split),
-            config.protocol,
-            input_size=config.input_size,
-            batch_size=config.eval_batch_size,
-            device=device,
-        )
+        test_metrics, s_per_scene = measure(data(config.test_split))
         _record(result, "test", config.epochs - 1, config.protocol, test_metrics)
         result.timings["test_s_per_scene"] = s_per_scene
         notify("test", {"metrics": test_metrics})

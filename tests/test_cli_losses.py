@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from test_expr import TABLE5
 
 from mlrd_core.losses import LOSS_NAMES, LOSS_SETS, select
 from suite import cli
@@ -99,21 +100,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["by_scale"] == {f"L^{k}": 6 for k in range(6)}
 
 
-@pytest.mark.parametrize(
-    ("expr", "count"),
-    [
-        ("{l_D^0}", 1),
-        ("{l_D^0, l_M^0, l_r^0, l_c^0}", 4),
-        ("{l_D^0, l_r^0, l_c^0, l_N^0}", 4),
-        ("L_D | L_N", 24),
-        ("L_D | L_M", 30),
-        ("L_D | L_G", 36),
-        ("L^0", 13),
-        ("L^0 | L^1 | L^2", 39),
-        ("L^3 | L^4 | L^5", 39),
-        ("L", 78),
-    ],
-)
+@pytest.mark.parametrize(("expr", "count"), TABLE5)
 def test_json_counts_of_table5(capsys: pytest.CaptureFixture[str], expr: str, count: int) -> None:
     code, out, _ = run_cli(capsys, expr, "--json")
     assert code == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,15 +27,7 @@ from mlrd_core.metrics import (
 )
 from mlrd_core.protocols import Protocol, get_protocol
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Run each test on one torch thread (restored after): on the 2 shared cores of CI, two threads of small
-    elementwise kernels on a 480×640 map are ~10× slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------------------
