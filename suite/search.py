@@ -1,12 +1,14 @@
 """The Optuna search over λ-schedule shapes (DESIGN §5 "Search"; the spec's ``[search]`` section, docs/search.md).
 
-A **trial** is one λ schedule, sampled from the spec's schedule template, run on the search's seeds:
+A **trial** is one λ schedule, sampled from the spec's schedule template (and the searched settings, if any), run
+on the search's seeds:
 
-1. the schedule becomes one :class:`~suite.plan.PlannedRun` per seed: the searched arm's config with the trial's
-   ``weighting_options.schedule``, content-hashed like every planned run, recorded in the results store under the
-   spec's name, group :data:`SEARCH_GROUP` and the schedule's ``describe()`` text as arm label. A schedule that
-   was run before (by an earlier trial, or by ``suite run`` of the same arm) has the same run ids: its DONE runs
-   are reused, its LOST runs resume from their checkpoints;
+1. the schedule, with the values of the searched settings (``[search.settings]``: ``clip``, ``init``, ``lr``, ...;
+   together a :class:`TrialPoint`), becomes one :class:`~suite.plan.PlannedRun` per seed: the searched arm's
+   config with the trial's schedule and settings applied like one more spec level, content-hashed like every
+   planned run, recorded in the results store under the spec's name, group :data:`SEARCH_GROUP` and the point's
+   ``describe()`` text as arm label. A point that was run before (by an earlier trial, or by ``suite run`` of the
+   same arm) has the same run ids: its DONE runs are reused, its LOST runs resume from their checkpoints;
 2. the runs that are not DONE go through the executor (seeds in parallel on the executor's slots); while they
    train, every epoch that all seeds have validated is reported to Optuna as the seed mean of the objective
    metric on the validation split (``trial.report(mean, epoch)``) and the pruner is asked; a pruned trial stops
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import math
 import statistics
 import sys
@@ -40,22 +43,27 @@ from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, MLRDError
 from mlrd_core.weighting import Schedule, parse_schedule
 from suite.plan import PlannedRun, canonical_json, describe_weighting, run_id_for
-from suite.spec import Arm, Distribution, SearchSpec, Spec, normalize_weighting_option
+from suite.spec import SHORTHANDS, Arm, Distribution, SearchSpec, Spec, apply_settings, normalize_weighting_option
 
 __all__ = [
     "SEARCH_GROUP",
     "LambdaSearch",
+    "TrialPoint",
     "TrialRunsFailedError",
+    "as_point",
     "best_trials_table",
     "checkpoint_history",
-    "enqueue_schedules",
+    "enqueue_points",
     "make_pruner",
     "make_sampler",
     "open_study",
+    "params_for_point",
     "params_for_schedule",
+    "point_from_params",
     "require_search",
     "schedule_from_params",
     "search_arm",
+    "suggest_point",
     "suggest_schedule",
     "trial_config",
     "trial_runs",
@@ -123,21 +131,74 @@ def search_arm(spec: Spec) -> Arm:
     )
 
 
+@dataclass(frozen=True)
+class TrialPoint:
+    """One point of a search space: a λ schedule and the values of the searched settings (``[search.settings]``,
+    canonical forms, in the spec's order). A search without settings has points that are just schedules."""
+
+    schedule: Schedule
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_spec(self) -> dict[str, Any]:
+        """``{"schedule": <canonical table>, <setting>: <value>, ...}`` (the ``enqueue`` and user-attribute form)."""
+        return {"schedule": self.schedule.to_spec(), **self.settings}
+
+    def describe(self) -> str:
+        """The schedule's text, then each setting: ``3 → -3 @ 6, clip [0.5, 2.0], lr 0.001`` (the store's arm
+        label of the point's runs)."""
+        return ", ".join([self.schedule.describe(), *(f"{k} {_show_value(v)}" for k, v in self.settings.items())])
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _optuna_choice(value: Any) -> Any:
+    """A categorical choice as Optuna stores it: None, bool, int, float and str as they are, lists and tables
+    (``clip = [0.5, 2.0]``, a piecewise ``values`` list) as their JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _param_value(dist: Distribution, param: Any) -> Any:
+    """The value of an Optuna parameter (a categorical choice from its stored form)."""
+    if dist.kind != "categorical":
+        return param
+    for choice in dist.choices:
+        if _same(_optuna_choice(choice), param):
+            return choice
+    raise ConfigError(f"{param!r} is not one of the choices {list(dist.choices)}")
+
+
 def _suggest(trial: Trial, name: str, dist: Distribution) -> Any:
+    """Sample parameter ``name`` (Optuna's stored form)."""
     if dist.kind == "categorical":
-        return trial.suggest_categorical(name, list(dist.choices))
+        return trial.suggest_categorical(name, [_optuna_choice(c) for c in dist.choices])
     assert dist.low is not None and dist.high is not None
     if dist.kind == "int":
         step = 1 if dist.step is None else int(dist.step)
         if dist.step is not None and step != dist.step:
-            raise ConfigError(f"search.schedule.{name}: an int parameter needs an integer step, got {dist.step}")
+            raise ConfigError(f"search: {name}: an int parameter needs an integer step, got {dist.step}")
         return trial.suggest_int(name, int(dist.low), int(dist.high), step=step, log=dist.log)
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def schedule_from_params(template: Mapping[str, Any], params: Mapping[str, Any]) -> Schedule:
-    """The schedule at a point of the search space: the template's literals plus ``params`` for its parameters."""
-    table = {key: params[key] if isinstance(value, Distribution) else value for key, value in template.items()}
+    """The schedule at a point of the search space: the template's literals plus ``params`` (Optuna's parameters)
+    for its parameters."""
+    table = {
+        key: _param_value(value, params[key]) if isinstance(value, Distribution) else value
+        for key, value in template.items()
+    }
     return parse_schedule(table)
 
 
@@ -147,12 +208,25 @@ def suggest_schedule(trial: Trial, template: Mapping[str, Any]) -> Schedule:
     return schedule_from_params(template, params)
 
 
+def point_from_params(search: SearchSpec, params: Mapping[str, Any]) -> TrialPoint:
+    """The point of ``search``'s space at Optuna's ``params`` (schedule parameters and settings)."""
+    schedule = schedule_from_params(search.schedule, params)
+    return TrialPoint(schedule, {key: _param_value(dist, params[key]) for key, dist in search.settings.items()})
+
+
+def suggest_point(trial: Trial, search: SearchSpec) -> TrialPoint:
+    """Sample the schedule template's parameters, then the settings (in spec order)."""
+    params = {k: _suggest(trial, k, v) for k, v in search.schedule.items() if isinstance(v, Distribution)}
+    params.update({key: _suggest(trial, key, dist) for key, dist in search.settings.items()})
+    return point_from_params(search, params)
+
+
 def _contains(dist: Distribution, value: Any) -> tuple[bool, Any]:
     """Whether ``value`` is a point of ``dist`` (with the value as Optuna stores it)."""
     if dist.kind == "categorical":
         for choice in dist.choices:
-            if choice == value and isinstance(choice, bool) == isinstance(value, bool):
-                return True, choice
+            if _same(choice, value):
+                return True, _optuna_choice(choice)
         return False, value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False, value
@@ -194,6 +268,21 @@ def params_for_schedule(template: Mapping[str, Any], schedule: object) -> dict[s
     return params
 
 
+def params_for_point(search: SearchSpec, point: TrialPoint) -> dict[str, Any]:
+    """Optuna's parameters for ``point`` (schedule and settings); a ConfigError naming the key that is outside the
+    search space."""
+    params = params_for_schedule(search.schedule, point.schedule)
+    for key, dist in search.settings.items():
+        ok, value = _contains(dist, point.settings.get(key))
+        if not ok:
+            raise ConfigError(
+                f"search.enqueue: point {point.describe()!r} is not in the search space: {key} = "
+                f"{point.settings.get(key)!r} is outside {_show_distribution(dist)}"
+            )
+        params[key] = value
+    return params
+
+
 def _show_distribution(dist: Distribution) -> str:
     if dist.kind == "categorical":
         return f"choices {list(dist.choices)}"
@@ -204,22 +293,47 @@ def _show_distribution(dist: Distribution) -> str:
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def trial_config(base: RunConfig, schedule: object) -> RunConfig:
-    """``base`` with its λ schedule replaced, in the canonical form the spec loader writes (so a trial of the
-    arm's own schedule is the arm's run, with the same id)."""
-    options = dict(base.weighting_options)
-    options["schedule"] = normalize_weighting_option("schedule", schedule)
-    return base.replace(weighting_options=options)
+def _arm_setting(config: RunConfig, key: str) -> Any:
+    """The arm's own value of a searchable setting (canonical form)."""
+    if key in SHORTHANDS:
+        return normalize_weighting_option(key, config.weighting_options.get(key))
+    return config.to_dict()[key]
 
 
-def trial_runs(spec: Spec, schedule: object) -> list[PlannedRun]:
-    """One planned run per search seed for ``schedule``: spec = the spec's name, group :data:`SEARCH_GROUP`,
-    arm = the schedule's ``describe()``."""
+def as_point(spec: Spec, value: object) -> TrialPoint:
+    """A :class:`TrialPoint` as it is; ``{"schedule": ..., <setting>: ...}``; or a bare schedule. Searched settings
+    that ``value`` leaves out take the searched arm's own values."""
+    if isinstance(value, TrialPoint):
+        return value
+    search = require_search(spec)
+    config = search_arm(spec).config
+    given: dict[str, Any] = {}
+    if isinstance(value, Mapping) and "schedule" in value:
+        given = {k: v for k, v in value.items() if k != "schedule"}
+        value = value["schedule"]
+    unknown = [key for key in given if key not in search.settings]
+    if unknown:
+        raise ConfigError(f"search: {unknown[0]!r} is not a searched setting (searched: {', '.join(search.settings)})")
+    settings = {key: given[key] if key in given else _arm_setting(config, key) for key in search.settings}
+    return TrialPoint(parse_schedule(value), settings)
+
+
+def trial_config(base: RunConfig, point: object) -> RunConfig:
+    """``base`` with the point's schedule and settings (a bare schedule: only the schedule) applied, resolved like
+    a spec level (so a trial of the arm's own values is the arm's run, with the same id)."""
+    if not isinstance(point, TrialPoint):
+        point = TrialPoint(parse_schedule(point))
+    return apply_settings(base, {"schedule": point.schedule.to_spec(), **point.settings}, where="search trial")
+
+
+def trial_runs(spec: Spec, point: object) -> list[PlannedRun]:
+    """One planned run per search seed for ``point`` (see :func:`as_point`): spec = the spec's name, group
+    :data:`SEARCH_GROUP`, arm = the point's ``describe()``."""
     from mlrd_core.losses import select
 
     search = require_search(spec)
-    sched = parse_schedule(schedule)
-    config = trial_config(search_arm(spec).config, sched)
+    target = as_point(spec, point)
+    config = trial_config(search_arm(spec).config, target)
     init, rebalance, lam = describe_weighting(config)
     n_losses = len(select(config.losses))
     return [
@@ -227,7 +341,7 @@ def trial_runs(spec: Spec, schedule: object) -> list[PlannedRun]:
             run_id=run_id_for(config, seed),
             spec=spec.name,
             group=SEARCH_GROUP,
-            arm=sched.describe(),
+            arm=target.describe(),
             seed=seed,
             config=config,
             n_losses=n_losses,
@@ -370,9 +484,13 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _identity(spec: Spec, search: SearchSpec) -> dict[str, Any]:
-    """What every trial of a study must share: the objective and the searched arm's config without its schedule."""
+    """What every trial of a study must share: the objective and the searched arm's config without what is searched
+    (the schedule and ``[search.settings]``)."""
     base = search_arm(spec).config.to_dict()
-    base["weighting_options"] = {k: v for k, v in base["weighting_options"].items() if k != "schedule"}
+    searched = {"schedule", *search.settings}
+    base["weighting_options"] = {k: v for k, v in base["weighting_options"].items() if k not in searched}
+    for key in searched - set(SHORTHANDS):
+        base.pop(key, None)
     return {
         "spec": spec.name,
         "objective": search.objective,
@@ -429,29 +547,37 @@ def open_study(
     return study
 
 
-def _trial_schedule(trial: FrozenTrial) -> Any:
-    return trial.user_attrs.get("schedule")
+def _trial_point(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The point form of a trial (its ``schedule`` and ``settings`` user attributes), None before it has one."""
+    schedule = trial.user_attrs.get("schedule")
+    return None if schedule is None else {"schedule": schedule, **trial.user_attrs.get("settings", {})}
 
 
-def enqueue_schedules(study: optuna.Study, spec: Spec) -> list[Schedule]:
-    """Enqueue the spec's ``enqueue`` schedules (the paper's first) unless the study already has a trial of that
-    schedule that finished, runs, waits, or failed on its own (interrupted trials are re-enqueued as they stop)."""
+def _point_attrs(point: TrialPoint) -> dict[str, Any]:
+    return {"schedule": point.schedule.to_spec(), "settings": dict(point.settings)}
+
+
+def enqueue_points(study: optuna.Study, spec: Spec) -> list[TrialPoint]:
+    """Enqueue the spec's ``enqueue`` points (the paper's schedule first) unless the study already has a trial of
+    that point that finished, runs, waits, or failed on its own (interrupted trials are re-enqueued as they stop).
+    A point outside the search space is a ConfigError before anything is enqueued."""
     search = require_search(spec)
+    points = [as_point(spec, value) for value in search.enqueue]
+    params = [params_for_point(search, point) for point in points]
     keep = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING}
     known = [
-        canonical_json(_trial_schedule(t))
+        canonical_json(_trial_point(t))
         for t in study.get_trials(deepcopy=False)
-        if _trial_schedule(t) is not None and (t.state in keep or "error" in t.user_attrs)
+        if _trial_point(t) is not None and (t.state in keep or "error" in t.user_attrs)
     ]
     added = []
-    for value in search.enqueue:
-        schedule = parse_schedule(value)
-        params = params_for_schedule(search.schedule, schedule)
-        if canonical_json(schedule.to_spec()) in known:
+    for point, fixed in zip(points, params, strict=True):
+        key = canonical_json(point.to_spec())
+        if key in known:
             continue
-        study.enqueue_trial(params, user_attrs={"schedule": schedule.to_spec(), "enqueued": True})
-        known.append(canonical_json(schedule.to_spec()))
-        added.append(schedule)
+        study.enqueue_trial(fixed, user_attrs={**_point_attrs(point), "enqueued": True})
+        known.append(key)
+        added.append(point)
     return added
 
 
@@ -508,24 +634,25 @@ class LambdaSearch:
 
     def objective(self, trial: Trial) -> float:
         """One trial: see the module docstring."""
-        schedule = suggest_schedule(trial, self.search.schedule)
-        form = schedule.to_spec()
-        trial.set_user_attr("schedule", form)
-        trial.set_user_attr("label", schedule.describe())
-        runs = trial_runs(self.spec, schedule)
+        point = suggest_point(trial, self.search)
+        attrs = _point_attrs(point)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("label", point.describe())
+        runs = trial_runs(self.spec, point)
         ids = [r.run_id for r in runs]
         trial.set_user_attr("run_ids", ids)
         trial.set_user_attr("seeds", [r.seed for r in runs])
         try:
-            return self._run_trial(trial, schedule, runs)
+            return self._run_trial(trial, point, runs)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             self.study.enqueue_trial(
-                dict(trial.params), user_attrs={"schedule": form, "retry_of": trial.number, **_enqueued(trial)}
+                dict(trial.params), user_attrs={**attrs, "retry_of": trial.number, **_enqueued(trial)}
             )
             raise
 
-    def _run_trial(self, trial: Trial, schedule: Schedule, runs: Sequence[PlannedRun]) -> float:
+    def _run_trial(self, trial: Trial, point: TrialPoint, runs: Sequence[PlannedRun]) -> float:
         from suite.commands._common import planned_rows
         from suite.store import RunState
 
@@ -536,7 +663,7 @@ class LambdaSearch:
         reused = len(runs) - len(todo)
         trial.set_user_attr("reused", reused)
         self._say(
-            f"trial {trial.number}: λ {schedule.describe()} on seeds {list(search.seeds)}"
+            f"trial {trial.number}: λ {point.describe()} on seeds {list(search.seeds)}"
             + (f" ({reused} finished run(s) reused)" if reused else "")
         )
 
@@ -632,7 +759,7 @@ def best_trials_table(study: optuna.Study, spec: Spec, top: int = 10) -> Any:
     )
     for name, justify in (
         ("#", "right"),
-        ("λ schedule", "left"),
+        (", ".join(["λ schedule", *search.settings]), "left"),
         (f"{search.objective} ({search.split})", "right"),
         ("seeds", "right"),
         ("state", "left"),
@@ -640,8 +767,8 @@ def best_trials_table(study: optuna.Study, spec: Spec, top: int = 10) -> Any:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for t in _order(study)[:top]:
-        schedule = t.user_attrs.get("schedule")
-        label = str(t.user_attrs.get("label") or (parse_schedule(schedule).describe() if schedule else t.params))
+        point = _trial_point(t)
+        label = str(t.user_attrs.get("label") or (as_point(spec, point).describe() if point else t.params))
         if t.user_attrs.get("enqueued"):
             label += " (enqueued)"
         n = len(t.user_attrs.get("seeds", []))

@@ -56,6 +56,7 @@ __all__ = [
     "REFERENCE_KEYS",
     "RUN_KEYS",
     "SEARCH_KEYS",
+    "SEARCH_SETTING_KEYS",
     "SEQUENCE_KEYS",
     "SETTING_KEYS",
     "SHORTHANDS",
@@ -73,6 +74,7 @@ __all__ = [
     "Spec",
     "Table",
     "apply_overrides",
+    "apply_settings",
     "load_spec",
     "loads_spec",
     "normalize_weighting_option",
@@ -154,6 +156,13 @@ SEARCH_KEYS: tuple[str, ...] = (
     "pruner",
     "enqueue",
     "schedule",
+    "settings",
+)
+#: Arm settings a search may sample besides the schedule (``[search.settings]``): the Lee-Kim options other than the
+#: schedule, and the scalar run-config keys (not the weighting method, tables or the input size).
+SEARCH_SETTING_KEYS: tuple[str, ...] = (
+    *(k for k in SHORTHANDS if k != "schedule"),
+    *(k for k in RUN_KEYS if k not in ("weighting", "weighting_options", "dataset_options", "input_size")),
 )
 SLURM_KEYS: tuple[str, ...] = (
     "partition",
@@ -270,10 +279,13 @@ class Distribution:
 class SearchSpec:
     """The Optuna search over λ-schedule shapes of one arm (consumed by the search command).
 
-    ``schedule`` is a template of a λ-schedule table: each value is a literal or a :class:`Distribution`. A trial
-    runs the arm ``(group, arm)`` with the sampled schedule on ``seeds``; the objective is the seed mean of
-    metric ``objective`` on ``split`` and its direction follows the metric (``direction``). ``enqueue`` holds
-    schedules (canonical table form) tried first.
+    ``schedule`` is a template of a λ-schedule table: each value is a literal or a :class:`Distribution`;
+    ``settings`` maps other arm settings (:data:`SEARCH_SETTING_KEYS`: ``clip``, ``init``, ``rebalance``, ``lr``,
+    ...) to a :class:`Distribution` each (categorical choices in their canonical form). A trial runs the arm
+    ``(group, arm)`` with the sampled schedule and settings on ``seeds``; the objective is the seed mean of metric
+    ``objective`` on ``split`` and its direction follows the metric (``direction``). ``enqueue`` holds the points
+    tried first: ``{"schedule": <canonical table>, <setting>: <value>, ...}`` with every searched setting (the
+    arm's own value where the spec gave none).
     """
 
     study: str
@@ -289,6 +301,7 @@ class SearchSpec:
     pruner: str
     enqueue: tuple[Mapping[str, Any], ...]
     schedule: Mapping[str, Any]
+    settings: Mapping[str, Distribution] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -1191,15 +1204,15 @@ def _load_search(
         spath = f"{path}.schedule.{key}"
         template[key] = _load_distribution(ctx, value, spath) if isinstance(value, Mapping) else value
     _check_template(ctx, template, f"{path}.schedule")
+    settings = _load_search_settings(ctx, ctx.table(sraw.get("settings", {}), f"{path}.settings"), arm, template)
     enqueue: list[Mapping[str, Any]] = []
     if "enqueue" in sraw:
         if not isinstance(sraw["enqueue"], list):
-            raise ctx.error(f"{path}.enqueue", f"expected a list of λ schedules, got {_show(sraw['enqueue'])}")
+            raise ctx.error(
+                f"{path}.enqueue", f"expected a list of λ schedules or points, got {_show(sraw['enqueue'])}"
+            )
         for i, value in enumerate(sraw["enqueue"]):
-            try:
-                enqueue.append(parse_schedule(value).to_spec())
-            except ScheduleError as exc:
-                raise ScheduleError(f"{ctx.source}: {path}.enqueue[{i}]: {exc}") from exc
+            enqueue.append(_load_search_point(ctx, value, f"{path}.enqueue[{i}]", arm, settings))
     return SearchSpec(
         study=ctx.name(sraw.get("study", spec_name), f"{path}.study", SPEC_NAME_RE, "study name"),
         group=group.name,
@@ -1214,7 +1227,121 @@ def _load_search(
         pruner=pruner,
         enqueue=tuple(enqueue),
         schedule=template,
+        settings=settings,
     )
+
+
+def _search_setting_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
+    """A searched setting's value in its canonical form (weighting options normalised, run-config values coerced
+    to the field's type)."""
+    try:
+        if key in SHORTHANDS:
+            return normalize_weighting_option(key, value)
+        return _jsonable(_coerce(value, _RUN_TYPES[key]))
+    except TypeError as exc:
+        raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
+
+
+def _load_search_settings(
+    ctx: _Ctx, table: Mapping[str, Any], arm: Arm, template: Mapping[str, Any]
+) -> dict[str, Distribution]:
+    """``[search.settings]``: a :class:`Distribution` per searched arm setting. Every choice (and both ends of a
+    numeric range) must give a valid config of the searched arm."""
+    path = "search.settings"
+    settings: dict[str, Distribution] = {}
+    for key, value in table.items():
+        spath = f"{path}.{key}"
+        if key == "schedule":
+            raise ctx.error(spath, "the schedule is searched through its template, [search.schedule]")
+        if key not in SEARCH_SETTING_KEYS:
+            raise ctx.error(
+                spath,
+                f"{key!r} cannot be searched{_near(str(key), SEARCH_SETTING_KEYS)}; searchable: "
+                f"{', '.join(SEARCH_SETTING_KEYS)}",
+            )
+        if isinstance(template.get(key), Distribution):
+            raise ctx.error(spath, f"{key!r} is also a parameter of [search.schedule]; Optuna needs distinct names")
+        if not isinstance(value, Mapping):
+            raise ctx.error(
+                spath,
+                f"expected a parameter table ({{kind = ...}}), got {_show(value)}; a fixed value belongs on the "
+                f"arm ({arm.where})",
+            )
+        dist = _load_distribution(ctx, value, spath)
+        if dist.kind != "categorical" and (
+            key in SHORTHANDS or _RUN_TYPES[key] not in (int, float, int | None, float | None)
+        ):
+            raise ctx.error(spath, f'{key} is not numeric: use {{kind = "categorical", choices = [...]}}')
+        if dist.kind == "categorical":
+            choices = tuple(
+                _search_setting_value(ctx, key, choice, f"{spath}.choices[{i}]")
+                for i, choice in enumerate(dist.choices)
+            )
+            dist = dataclasses.replace(dist, choices=choices)
+            points: tuple[Any, ...] = choices
+        else:
+            assert dist.low is not None and dist.high is not None
+            points = (dist.low, dist.high) if dist.kind == "float" else (int(dist.low), int(dist.high))
+        for i, point in enumerate(points):
+            where = f"{spath}.choices[{i}]" if dist.kind == "categorical" else f"{spath}.{('low', 'high')[i]}"
+            try:
+                apply_settings(arm.config, {key: point}, source=ctx.source, where=where)
+            except MLRDError as exc:
+                raise ConfigError(f"{exc} (a point of the search space of arm {arm.label!r})") from exc
+        settings[key] = dist
+    return settings
+
+
+def _load_search_point(
+    ctx: _Ctx, value: object, path: str, arm: Arm, settings: Mapping[str, Distribution]
+) -> dict[str, Any]:
+    """An ``enqueue`` entry: a schedule (any form), or ``{schedule = ..., <setting> = ...}`` for a search with
+    settings; searched settings it leaves out take the arm's value."""
+    if isinstance(value, Mapping) and "schedule" in value:
+        given = dict(value)
+        schedule = given.pop("schedule")
+    else:
+        given, schedule = {}, value
+    try:
+        point: dict[str, Any] = {"schedule": parse_schedule(schedule).to_spec()}
+    except ScheduleError as exc:
+        raise ScheduleError(f"{ctx.source}: {path}: {exc}") from exc
+    for key in given:
+        if key not in settings:
+            raise ctx.error(
+                f"{path}.{key}",
+                f"{key!r} is not searched (searched settings: {', '.join(settings) or 'none'}); set it on the arm",
+            )
+    for key in settings:
+        if key in given:
+            point[key] = _search_setting_value(ctx, key, given[key], f"{path}.{key}")
+        else:
+            current = arm.config.weighting_options.get(key) if key in SHORTHANDS else arm.config.to_dict()[key]
+            point[key] = _search_setting_value(ctx, key, current, f"{path}.{key}")
+    return point
+
+
+def apply_settings(
+    base: RunConfig, settings: Mapping[str, Any], *, source: str = "<search>", where: str = "search"
+) -> RunConfig:
+    """``base`` with arm ``settings`` (run-config keys and the weighting shorthands ``schedule``, ``init``,
+    ``rebalance``, ``clip``) applied on top, resolved and checked exactly like one more spec level: the result of a
+    setting equal to ``base``'s own value is ``base`` itself (same run id). Errors name ``source: where``."""
+    ctx = _Ctx(source)
+    values = base.to_dict()
+    options = dict(values["weighting_options"])
+    paths: dict[str, str] = {}
+    for key, value in settings.items():
+        (options if key in SHORTHANDS else values)[key] = value
+        paths[key] = where if len(settings) == 1 else f"{where}.{key}"
+    # None is written false in a spec (TOML has no null); _resolve reads it back as None
+    level = {
+        key: (False if value is None else value, paths.get(key, where))
+        for key, value in values.items()
+        if key != "weighting_options"
+    }
+    level["weighting_options"] = (options, where)
+    return _resolve(ctx, [level], where)
 
 
 def _load_slurm(ctx: _Ctx, sraw: Mapping[str, Any]) -> SlurmSettings:

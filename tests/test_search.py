@@ -4,83 +4,72 @@ beside the results store."""
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
 from pathlib import Path
 
 import optuna
 import pytest
+import tiny_spec
 from optuna.trial import TrialState
 
 from mlrd_core.errors import ConfigError
 from mlrd_core.weighting import parse_schedule
 from suite.cli import main
 from suite.executor import LocalExecutor, local_slots, pid_alive
-from suite.plan import plan
+from suite.plan import PlannedRun, plan
 from suite.search import (
     SEARCH_GROUP,
     LambdaSearch,
+    TrialPoint,
+    as_point,
     checkpoint_history,
-    enqueue_schedules,
+    enqueue_points,
     open_study,
+    params_for_point,
     params_for_schedule,
+    point_from_params,
     require_search,
+    suggest_point,
     trial_runs,
 )
-from suite.spec import load_spec, spec_from_dict
+from suite.spec import Spec, load_spec, spec_from_dict
 from suite.store import RunState, open_store
 
-SPEC = """
-[spec]
-name = "tiny"
-seeds = [0, 1]
-
-[defaults]
-encoder = "test_resnet"
-decoder_width = 32
-input_size = [32, 32]
-epochs = {epochs}
-batch_size = 4
-periods_per_epoch = 2
-lr = 1e-3
-eval_batch_size = 8
-losses = "L^0 | L^1"
-weighting = "lee-kim"
-schedule = "3 -> -3 @ 2"
-
-[defaults.dataset_options]
-height = 32
-width = 32
-train = {{ length = 8 }}
-val = {{ length = 4 }}
-test = {{ length = 4 }}
-
-[[groups]]
-name = "base"
-
-[[groups.arms]]
-label = "L"
-
+# the shared tiny spec (group "a": arms "D" and "all") with a search over the start of the "all" arm's λ ramp
+SEARCH = """
 [search]
-group = "base"
-arm = "L"
+group = "a"
+arm = "all"
 objective = "rmse"
 n_trials = 2
-enqueue = ["3 -> -3 @ 2"]
+enqueue = {enqueue}
 
 [search.schedule]
 kind = "linear"
 start = {{ kind = "categorical", choices = {starts} }}
 end = -3
 epochs = 2
-"""
+{settings}"""
 
 PAPER = parse_schedule("3 -> -3 @ 2").to_spec()
 
 
-def write_spec(folder: Path, *, epochs: int = 2, starts: str = "[3, 1]") -> Path:
-    path = folder / "tiny.toml"
-    path.write_text(SPEC.format(epochs=epochs, starts=starts))
-    return path
+def write_spec(
+    folder: Path,
+    *,
+    epochs: int = 2,
+    starts: str = "[3, 1]",
+    settings: str = "",
+    enqueue: str = '["3 -> -3 @ 2"]',
+) -> Path:
+    tail = SEARCH.format(starts=starts, settings=settings, enqueue=enqueue)
+    return tiny_spec.write_spec(folder, epochs=epochs, ramp=2, tail=tail)
+
+
+def searched_arm_runs(spec: Spec) -> list[PlannedRun]:
+    return [r for r in plan(spec) if r.arm == "all"]
 
 
 def db(results: Path) -> str:
@@ -174,7 +163,7 @@ def test_pruned_trial_stops_its_workers_and_its_runs_resume_later(tmp_path: Path
     try:
         executor = LocalExecutor(store, runs_dir=results / "runs", slots=local_slots(2))
         study = open_study(spec, db(results), pruner=optuna.pruners.ThresholdPruner(upper=0.0))
-        enqueue_schedules(study, spec)
+        enqueue_points(study, spec)
         LambdaSearch(spec, store, executor, study).optimize(1)
         (trial,) = study.trials
         assert trial.state == TrialState.PRUNED
@@ -201,7 +190,7 @@ def test_pruned_trial_stops_its_workers_and_its_runs_resume_later(tmp_path: Path
 
 def test_executor_should_stop_stops_the_batch(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, epochs=30))
-    runs = plan(spec)
+    runs = searched_arm_runs(spec)
     store = open_store(db(tmp_path))
     try:
         from suite.commands._common import planned_rows
@@ -242,8 +231,8 @@ def test_study_lives_beside_the_store_and_pins_its_experiment(tmp_path: Path) ->
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert {"runs", "metrics", "meta"} <= tables and {"studies", "trials", "trial_values"} <= tables
-    assert enqueue_schedules(study, spec) == [parse_schedule(PAPER)]
-    assert enqueue_schedules(study, spec) == []  # already waiting
+    assert enqueue_points(study, spec) == [TrialPoint(parse_schedule(PAPER))]
+    assert enqueue_points(study, spec) == []  # already waiting
     assert len(open_study(spec, url).trials) == 1  # loaded, not recreated
 
     other = load_spec(write_spec(tmp_path, epochs=3))
@@ -262,7 +251,7 @@ def test_search_space_and_trial_runs(tmp_path: Path) -> None:
 
     # the trial of the arm's own schedule is the arm's run: `suite run` and the search share it
     runs = trial_runs(spec, "3 -> -3 @ 2")
-    assert [r.run_id for r in runs] == [r.run_id for r in plan(spec)]
+    assert [r.run_id for r in runs] == [r.run_id for r in searched_arm_runs(spec)]
     assert {(r.group, r.arm) for r in runs} == {(SEARCH_GROUP, "3 → -3 @ 2")}
     assert len({r.run_id for r in trial_runs(spec, "1 -> -3 @ 2")} & {r.run_id for r in runs}) == 0
 
@@ -277,8 +266,131 @@ def test_search_space_and_trial_runs(tmp_path: Path) -> None:
 def test_shipped_lambda_search_spec_is_a_valid_search() -> None:
     spec = load_spec(Path(__file__).parent.parent / "specs" / "lambda_search.toml")
     search = require_search(spec)
-    assert search.enqueue and params_for_schedule(search.schedule, search.enqueue[0])
-    assert trial_runs(spec, search.enqueue[0])[0].run_id == plan(spec)[0].run_id
+    assert set(search.settings) == {"clip"} and search.settings["clip"].choices == (
+        [0.5, 2.0],
+        [0.25, 4.0],
+        [0.75, 1.5],
+    )
+    first = as_point(spec, search.enqueue[0])
+    assert params_for_point(search, first) == {
+        "kind": "linear",
+        "start": 3.0,
+        "end": -3.0,
+        "epochs": 6,
+        "clip": "[0.5, 2.0]",
+    }
+    assert trial_runs(spec, first)[0].run_id == plan(spec)[0].run_id  # the enqueued paper point is the arm's run
+
+
+SETTINGS = """
+[search.settings]
+clip = { kind = "categorical", choices = [[0.5, 2], [0.25, 4], "none"] }
+"""
+
+
+LR = 'lr = { kind = "float", low = 1e-4, high = 1e-2, log = true }'
+
+
+def test_settings_are_searched_with_the_schedule(tmp_path: Path) -> None:
+    spec = load_spec(
+        write_spec(tmp_path, settings=SETTINGS + 'lr = { kind = "float", low = 1e-4, high = 1e-2, log = true }')
+    )
+    search = require_search(spec)
+    assert list(search.settings) == ["clip", "lr"] and search.settings["clip"].choices == (
+        [0.5, 2.0],
+        [0.25, 4.0],
+        "none",
+    )
+    # the enqueued bare schedule takes the arm's clip and lr
+    (paper,) = [as_point(spec, value) for value in search.enqueue]
+    assert paper == TrialPoint(parse_schedule(PAPER), {"clip": [0.5, 2.0], "lr": 1e-3})
+    assert [r.run_id for r in trial_runs(spec, paper)] == [r.run_id for r in searched_arm_runs(spec)]
+    assert trial_runs(spec, paper)[0].arm == "3 → -3 @ 2, clip [0.5, 2.0], lr 0.001"
+
+    # a sampled point: Optuna stores the clip pair as text, the run config gets the values themselves
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        point = suggest_point(trial, search)
+        assert trial.params["clip"] in ("[0.5, 2.0]", "[0.25, 4.0]", "none") and 1e-4 <= trial.params["lr"] <= 1e-2
+        assert point_from_params(search, trial.params) == point
+        assert params_for_point(search, point) == trial.params
+        config = trial_runs(spec, point)[0].config
+        assert config.weighting_options["clip"] == point.settings["clip"] and config.lr == trial.params["lr"]
+        assert config.weighting_options["schedule"] == point.schedule.to_spec()
+        seen.add(json.dumps(point.settings["clip"]))
+        study.tell(trial, 0.0)
+    assert seen == {"[0.5, 2.0]", "[0.25, 4.0]", '"none"'}
+
+    # the study pins the arm without what is searched: the same search from an arm with another lr is the same
+    # experiment, one with another epochs is not
+    url = db(tmp_path)
+    open_study(spec, url)
+    text = spec.source and Path(spec.source).read_text()
+    for change, same in (("lr = 5e-3", True), ("epochs = 3", False)):
+        key = change.split(" = ")[0]
+        other = tmp_path / f"other_{key}.toml"
+        other.write_text(re.sub(rf"^{key} = .*$", change, text, count=1, flags=re.M))
+        if same:
+            open_study(load_spec(other), url)
+        else:
+            with pytest.raises(ConfigError, match=rf"config\.{key}"):
+                open_study(load_spec(other), url)
+
+
+def test_settings_errors_name_the_key(tmp_path: Path) -> None:
+    def loads(settings: str, enqueue: str = '["3 -> -3 @ 2"]') -> Spec:
+        return load_spec(write_spec(tmp_path, settings=settings, enqueue=enqueue))
+
+    with pytest.raises(ConfigError, match=r"search\.settings\.clp: 'clp' cannot be searched \(did you mean 'clip'\?\)"):
+        loads('[search.settings]\nclp = { kind = "categorical", choices = ["none"] }')
+    with pytest.raises(
+        ConfigError, match=r"search\.settings\.clip: expected a parameter table.*groups\[0\]\.arms\[1\]"
+    ):
+        loads('[search.settings]\nclip = "none"')
+    with pytest.raises(ConfigError, match=r"search\.settings\.clip: clip is not numeric"):
+        loads('[search.settings]\nclip = { kind = "float", low = 1, high = 4 }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.clip\.choices\[1\]: clip must be a pair"):
+        loads('[search.settings]\nclip = { kind = "categorical", choices = ["none", [1, 2, 3]] }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.schedule: .*\[search\.schedule\]"):
+        loads('[search.settings]\nschedule = { kind = "categorical", choices = ["3 -> -3"] }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.weighting: 'weighting' cannot be searched"):
+        loads('[search.settings]\nweighting = { kind = "categorical", choices = ["equal"] }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.lr\.low: .*lr must be > 0"):
+        loads('[search.settings]\nlr = { kind = "float", low = -1, high = 1 }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.losses\.choices\[1\]"):
+        loads('[search.settings]\nlosses = { kind = "categorical", choices = ["L^0", "L_Q"] }')
+    with pytest.raises(
+        ConfigError, match=r"search\.enqueue\[0\]\.lr: 'lr' is not searched \(searched settings: clip\)"
+    ):
+        loads(SETTINGS, enqueue='[{ schedule = "3 -> -3 @ 2", lr = 1e-2 }]')
+    spec = loads(SETTINGS, enqueue='[{ schedule = "3 -> -3 @ 2", clip = [0.1, 10] }]')
+    with pytest.raises(ConfigError, match=r"clip = \[0\.1, 10\.0\] is outside choices"):
+        enqueue_points(open_study(spec, db(tmp_path)), spec)
+
+
+def test_search_over_clip_runs_each_clip_and_labels_its_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enqueue = '["3 -> -3 @ 2", { schedule = "3 -> -3 @ 2", clip = [0.25, 4] }]'
+    spec = write_spec(tmp_path, starts="[3]", settings=SETTINGS, enqueue=enqueue)
+    results = tmp_path / "results"
+    assert main(["search", str(spec), "--results", str(results), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "λ schedule, clip" in out and "3 → -3 @ 2, clip [0.25, 4.0] (enqueued)" in out
+    trials = load(db(results)).trials
+    assert [t.params for t in trials] == [{"start": 3, "clip": "[0.5, 2.0]"}, {"start": 3, "clip": "[0.25, 4.0]"}]
+    assert [t.user_attrs["settings"] for t in trials] == [{"clip": [0.5, 2.0]}, {"clip": [0.25, 4.0]}]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    store = open_store(db(results))
+    try:
+        for t, clip in zip(trials, ([0.5, 2.0], [0.25, 4.0]), strict=True):
+            infos = [store.get_run(run_id) for run_id in t.user_attrs["run_ids"]]
+            assert all(i.state == RunState.DONE and i.config["weighting_options"]["clip"] == clip for i in infos)
+            assert {i.arm for i in infos} == {t.user_attrs["label"]}
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

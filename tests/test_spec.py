@@ -169,7 +169,9 @@ def test_lambda_search_section(shipped: dict[str, Spec]) -> None:
     assert search.split == "val" and search.seeds == (0, 1, 2)
     assert search.schedule["kind"] == Distribution(kind="categorical", choices=("linear", "cosine"))
     assert search.schedule["epochs"] == Distribution(kind="int", low=2, high=6)
-    assert search.enqueue[0]["kind"] == "linear" and search.enqueue[0]["start"] == 3.0
+    assert search.enqueue[0]["schedule"]["kind"] == "linear" and search.enqueue[0]["schedule"]["start"] == 3.0
+    assert search.enqueue[0]["clip"] == [0.5, 2.0]  # the arm's own clip: the searched setting it leaves out
+    assert search.settings["clip"] == Distribution(kind="categorical", choices=([0.5, 2.0], [0.25, 4.0], [0.75, 1.5]))
 
 
 def test_defaults_of_spec_section(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.search import (
         LambdaSearch,
         best_trials_table,
-        enqueue_schedules,
+        enqueue_points,
         open_study,
         require_search,
         trials_counted,
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         before = len(study.trials)
         done = trials_counted(study)
         todo = max(0, search.n_trials - done) if args.trials is None else args.trials
-        enqueued = enqueue_schedules(study, spec) if todo else []
+        enqueued = enqueue_points(study, spec) if todo else []
         say(
             f"study {search.study!r} ({url}): {before} trial(s) so far, {done} of the spec's "
             f"{search.n_trials} counted; running {todo} on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
