@@ -406,3 +406,68 @@ def test_a_failing_task_is_recorded_with_its_trace(
     assert main(["status", str(spec), "--results", str(results), "--failed", *broken[:4]]) == 0
     out = capsys.readouterr().out
     assert "FAILED" in out and "DataError" in out and "does not take option(s) 'height'" in out
+
+
+SEARCH = """
+[search]
+group = "a"
+arm = "all"
+objective = "rmse"
+n_trials = 1
+pruner = "none"
+enqueue = ["3 -> -3 @ 3"]
+
+[search.schedule]
+kind = "linear"
+start = { kind = "categorical", choices = [3, 1] }
+end = -3
+epochs = 3
+"""
+
+
+@pytest.mark.slurm
+def test_search_runs_its_trials_as_jobs_and_a_pruned_trial_cancels_them(
+    slurm_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop_jobs: list[str]
+) -> None:
+    """`search --executor slurm`: the paper trial's run is a SLURM task; a pruned trial (a pruner that prunes at the
+    first report) cancels its task, leaving the run LOST with its checkpoint, resumable."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from suite.search import LambdaSearch, open_study
+    from suite.slurm import SlurmExecutor
+
+    path = tmp_path / "sl.toml"
+    path.write_text(SPEC + SEARCH)
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'mlrd.db'}"
+    assert main(["search", str(path), "--executor", "slurm", "--results", str(results)]) == 0
+    assert "on SLURM" in capsys.readouterr().err
+    (trial,) = optuna.load_study(study_name="sl", storage=url).trials
+    assert trial.state == TrialState.COMPLETE and trial.params == {"start": 3}
+    assert list(trial.intermediate_values) == [0, 1, 2]
+
+    spec = load_spec(path)
+    store = open_store(url)
+    try:
+        (run_id,) = trial.user_attrs["run_ids"]
+        assert (store.get_run(run_id).worker or "").startswith("slurm:")
+        study = open_study(spec, url, pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # rmse > 0: prune
+        study.enqueue_trial({"start": 1})
+        executor = SlurmExecutor(
+            store, runs_dir=results / "runs", settings=spec.slurm, folder=results / "slurm", job_name="mlrd-sl"
+        )
+        stop_jobs.extend(str(info["job_id"]) for info in _job_files(results).values())
+        LambdaSearch(spec, store, executor, study).optimize(1)
+        stop_jobs.extend(str(info["job_id"]) for info in _job_files(results).values())
+        pruned = study.trials[1]
+        assert pruned.state == TrialState.PRUNED and pruned.user_attrs["pruned_at_epoch"] == 0
+        (lost,) = pruned.user_attrs["run_ids"]
+        info = store.get_run(lost)
+        assert info.state.name == "LOST" and "stopped early" in (info.error or "")
+        assert (executor.run_dir(lost) / "checkpoint.pt").exists()
+        job = str(_job_files(results)[lost[:16]]["job_id"])
+    finally:
+        store.close()
+    states = job_states([job])
+    assert states is not None and not is_alive(states.get(job)), states  # cancelled, not left running

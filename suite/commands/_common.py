@@ -1,4 +1,4 @@
-"""Arguments and steps shared by the spec-driven commands (run, plan, status, table)."""
+"""Arguments and steps shared by the spec-driven commands (run, search, plan, status, table)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,62 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "--db", default=None, help="results database URL (default: sqlite:///<results>/mlrd.db; any SQLAlchemy URL)"
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: ./results)")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, *, jobs_default: str) -> None:
+    """``--executor local|slurm``, ``--jobs`` and ``--max-attempts`` (run and search)."""
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: worker subprocesses on this machine (default); slurm: a SLURM job array, resources from the "
+        "spec's [slurm] table or --set slurm.<key>=<value> (docs/cluster.md)",
+    )
+    parser.add_argument("--jobs", type=int, default=None, help=f"local CPU slots (default: {jobs_default})")
+    parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
+
+
+def check_executor_arguments(args: argparse.Namespace) -> None:
+    """Argument errors of :func:`add_executor_arguments`, and a missing SLURM, before anything is written."""
+    from mlrd_core.errors import ConfigError
+
+    if args.executor == "slurm":
+        from suite.slurm import require_slurm
+
+        if args.jobs is not None:
+            raise ConfigError("--jobs sets local CPU slots; with --executor slurm use --set slurm.array_parallelism=N")
+        require_slurm()  # before the store exists: a missing SLURM is one clear error that writes nothing
+    elif args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+
+
+def make_executor(args: argparse.Namespace, spec: Spec, store: Any, *, cpu_slots: int | None = None) -> tuple[Any, str]:
+    """The executor ``--executor`` names, and where it runs (for the opening line). ``cpu_slots``: the local
+    executor's number of slots on a machine without GPUs when ``--jobs`` is not given (default 1)."""
+    attempts = max(1, args.max_attempts)
+    if args.executor == "slurm":
+        from suite.slurm import SlurmExecutor, folder_for
+
+        settings = spec.slurm
+        folder = folder_for(settings, args.results)
+        executor: Any = SlurmExecutor(
+            store,
+            runs_dir=args.results / "runs",
+            settings=settings,
+            folder=folder,
+            job_name=f"mlrd-{spec.name}",
+            max_attempts=attempts,
+        )
+        resources = f"{settings.cpus_per_task} CPU(s), {settings.gpus_per_task} GPU(s), {settings.timeout_min} min"
+        partition = settings.partition or "default partition"
+        return executor, f"on SLURM [{partition}; {resources} per run; logs in {folder}]"
+    from suite.executor import LocalExecutor, local_slots
+
+    slots = local_slots(args.jobs)
+    if args.jobs is None and cpu_slots is not None and all(slot.device == "cpu" for slot in slots):
+        slots = local_slots(cpu_slots)
+    executor = LocalExecutor(store, runs_dir=args.results / "runs", slots=slots, max_attempts=attempts)
+    return executor, f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
 
 
 def load_plan(args: argparse.Namespace) -> tuple[Spec, list[PlannedRun]]:

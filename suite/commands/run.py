@@ -14,54 +14,27 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from typing import Any
 
-from mlrd_core.errors import ConfigError
-from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, planned_rows, shown_url
-from suite.spec import Spec
+from suite.commands._common import (
+    add_executor_arguments,
+    add_spec_arguments,
+    check_executor_arguments,
+    db_url,
+    load_plan,
+    make_executor,
+    open_db,
+    planned_rows,
+    shown_url,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a spec (resumes; renders its tables)", description=__doc__)
     add_spec_arguments(parser)
-    parser.add_argument(
-        "--executor",
-        choices=("local", "slurm"),
-        default="local",
-        help="local: worker subprocesses on this machine (default); slurm: a SLURM job array, resources from the "
-        "spec's [slurm] table or --set slurm.<key>=<value> (docs/cluster.md)",
-    )
-    parser.add_argument("--jobs", type=int, default=None, help="local CPU slots (default: one per visible GPU, else 1)")
-    parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
+    add_executor_arguments(parser, jobs_default="one per visible GPU, else 1")
     parser.add_argument("--force", action="store_true", help="rerun every run of the spec from scratch")
     parser.add_argument("--dry-run", action="store_true", help="show the plan and exit (writes nothing)")
     parser.set_defaults(func=run)
-
-
-def make_executor(args: argparse.Namespace, spec: Spec, store: Any) -> tuple[Any, str]:
-    """The executor ``--executor`` names, and where it runs (for the opening line)."""
-    attempts = max(1, args.max_attempts)
-    if args.executor == "slurm":
-        from suite.slurm import SlurmExecutor, folder_for
-
-        settings = spec.slurm
-        folder = folder_for(settings, args.results)
-        executor: Any = SlurmExecutor(
-            store,
-            runs_dir=args.results / "runs",
-            settings=settings,
-            folder=folder,
-            job_name=f"mlrd-{spec.name}",
-            max_attempts=attempts,
-        )
-        resources = f"{settings.cpus_per_task} CPU(s), {settings.gpus_per_task} GPU(s), {settings.timeout_min} min"
-        partition = settings.partition or "default partition"
-        return executor, f"on SLURM [{partition}; {resources} per run; logs in {folder}]"
-    from suite.executor import LocalExecutor, local_slots
-
-    slots = local_slots(args.jobs)
-    executor = LocalExecutor(store, runs_dir=args.results / "runs", slots=slots, max_attempts=attempts)
-    return executor, f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,14 +47,7 @@ def run(args: argparse.Namespace) -> int:
         from suite.commands.plan import show_plan
 
         return show_plan(args, spec, runs)
-    if args.executor == "slurm":
-        from suite.slurm import require_slurm
-
-        if args.jobs is not None:
-            raise ConfigError("--jobs sets local CPU slots; with --executor slurm use --set slurm.array_parallelism=N")
-        require_slurm()  # before the store exists: a missing SLURM is one clear error that writes nothing
-    elif args.jobs is not None and args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    check_executor_arguments(args)
     store = open_db(args)
     try:
         store.add_planned(planned_rows(runs))

@@ -1,7 +1,7 @@
 """``python -m suite search SPEC``: the Optuna search over λ-schedule shapes of the spec's ``[search]`` section.
 
-Each trial runs one sampled schedule on the search's seeds through the same executor and results store as
-``run``; the objective is the seed mean of the chosen metric. The study is stored in the results database (Optuna's
+Each trial runs one sampled schedule (with the sampled ``[search.settings]``, if any) on the search's seeds through
+the same executor (local slots, or ``--executor slurm``: one job array per trial) and results store as ``run``; the objective is the seed mean of the chosen metric. The study is stored in the results database (Optuna's
 tables beside the store's) under ``[search].study``. The same command resumes: without ``--trials`` it runs what
 is left of the spec's ``n_trials`` (nothing once reached); ``--trials N`` adds N trials. Finished runs are reused,
 interrupted ones resume from their checkpoints. Ends with a table of the best trials. See docs/search.md (and
@@ -13,7 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from suite.commands._common import add_spec_arguments, db_url, load_plan, open_db, shown_url
+from suite.commands._common import (
+    add_executor_arguments,
+    add_spec_arguments,
+    check_executor_arguments,
+    db_url,
+    load_plan,
+    make_executor,
+    open_db,
+    shown_url,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,10 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run N more trials (default: what is left of the spec's search.n_trials; 0: only print the table)",
     )
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
-    parser.add_argument(
-        "--jobs", type=int, default=None, help="CPU slots (default: one per visible GPU, else one per search seed)"
-    )
-    parser.add_argument("--max-attempts", type=int, default=2, help="attempts per run in this invocation (default 2)")
+    add_executor_arguments(parser, jobs_default="one per visible GPU, else one per search seed")
     parser.add_argument("--top", type=int, default=10, help="trials shown in the table (default 10)")
     parser.set_defaults(func=run)
 
@@ -41,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     import optuna
     from rich.console import Console
 
-    from suite.executor import LocalExecutor, local_slots
     from suite.progress import SuiteProgress
     from suite.search import (
         LambdaSearch,
@@ -58,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     spec, _ = load_plan(args)
     search = require_search(spec)
-    slots = local_slots(args.jobs)
-    if args.jobs is None and all(slot.device == "cpu" for slot in slots):
-        slots = local_slots(len(search.seeds))  # seeds in parallel: per-epoch seed means (pruning) come early
+    check_executor_arguments(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the search prints its own trial lines
 
     def say(text: str) -> None:
@@ -71,9 +74,8 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         study = open_study(spec, url)
-        executor = LocalExecutor(
-            store, runs_dir=args.results / "runs", slots=slots, max_attempts=max(1, args.max_attempts)
-        )
+        # seeds side by side on a CPU machine: per-epoch seed means (pruning) come early
+        executor, where = make_executor(args, spec, store, cpu_slots=len(search.seeds))
         running = store.runs(spec=spec.name, states=[RunState.RUNNING])
         if running:  # left by a killed coordinator: ingest or mark LOST (resumed from checkpoints)
             executor.recover(running)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         enqueued = enqueue_points(study, spec) if todo else []
         say(
             f"study {search.study!r} ({url}): {before} trial(s) so far, {done} of the spec's "
-            f"{search.n_trials} counted; running {todo} on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
+            f"{search.n_trials} counted; running {todo} {where}"
             + (f"; enqueued {', '.join(s.describe() for s in enqueued)}" if enqueued else "")
         )
         searcher = LambdaSearch(
