@@ -159,11 +159,16 @@ def test_executor_slurm_without_slurm_is_one_clear_error_that_writes_nothing(
     tmp_path: Path, no_slurm_on_path: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "results"
-    assert main(["run", str(write_spec(tmp_path)), "--executor", "slurm", "--results", str(results)]) == 2
-    err = capsys.readouterr().err
-    assert "--executor slurm needs SLURM's commands on PATH" in err and "sbatch" in err
-    assert "tools/slurm_single_node.sh" in err
-    assert not results.exists()
+    searchable = tmp_path / "search.toml"
+    searchable.write_text(SPEC + SEARCH)
+    for command, spec in (("run", write_spec(tmp_path)), ("search", searchable)):
+        assert main([command, str(spec), "--executor", "slurm", "--results", str(results)]) == 2
+        err = capsys.readouterr().err
+        assert "--executor slurm needs SLURM's commands on PATH" in err and "sbatch" in err
+        assert "tools/slurm_single_node.sh" in err
+        assert not results.exists()
+    assert main(["search", str(searchable), "--executor", "slurm", "--jobs", "2", "--results", str(results)]) == 2
+    assert "--jobs sets local CPU slots" in capsys.readouterr().err and not results.exists()
 
 
 def test_recovery_settles_runs_by_their_job_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
