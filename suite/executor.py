@@ -9,12 +9,36 @@ Local execution uses one subprocess per run: one per visible GPU (pinned through
 coordinator, even with SIGKILL, leaves no orphan training; the next ``run`` finds their runs RUNNING with a dead pid,
 marks them LOST and resumes them from their last period checkpoint.
 
+Warm spares. A cold worker spends most of its start-up importing torch, timm and :mod:`mlrd_core` (about 2 s of
+2.3 s on a 2-core machine). So while a slot trains, the executor can keep ONE pre-started worker for it
+(``python -m suite.worker --spare LOG``, started with the slot's environment and the same ``PR_SET_PDEATHSIG`` tie)
+that imports and then blocks on its stdin. The slot's next run goes to that process: the executor writes the run
+folder as one line on its stdin, and from there on the process is that run's worker, exactly as a cold one (its pid
+in the store, heartbeats, result file, SIGTERM on Ctrl-C, LOST when it disappears). Still one process per run: a
+spare serves one run and exits, so no state leaks from run to run. Rules:
+
+- which slots get spares (``warm``): by default (None) GPU slots and CPU slots of two or more threads. A spare's
+  imports only pay off on CPU that would otherwise idle: a cold worker imports on one core while the rest of its
+  slot's cores wait, whereas a spare imports beside the running work and takes that core from it. With one thread
+  per slot (``--jobs`` = cores) nothing idles, and ``python -m suite bench overhead --jobs 2`` on 2 cores measured
+  no gain (docs/performance.md). ``warm=True`` / ``False`` force spares on / off for every slot;
+- a spare is started right after the slot's run starts, so its imports overlap with that run's work; there are
+  never more spares than queued runs, and any spare serves any slot with the same device, environment and threads;
+- the first run of each slot starts cold (there is nothing to overlap it with), and so does every run once a spare
+  has failed: a spare that died before its run (an import error, a stray kill) is reported (``spare_failed`` event,
+  a note in the run's ``worker.log``), spares are switched off for the rest of :meth:`LocalExecutor.execute`, and
+  the run starts cold at once, without using one of its attempts. A cold worker's failure is a run failure as usual;
+- spares are killed when :meth:`LocalExecutor.execute` returns or raises (and die with the coordinator otherwise),
+  so none outlives the batch that started it. They are started from the coordinator's main thread, as the workers
+  are: ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends, not only the process.
+
 :class:`suite.slurm.SlurmExecutor` has the same interface and shares the run-folder protocol below
 (:func:`prepare_run_dir`, :func:`failure_message`, :func:`settle_running`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -27,10 +51,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from suite.worker import ERROR_FILE, HEARTBEAT_FILE, RESULT_FILE, RUN_FILE, read_json, write_json_atomic
+from suite.worker import ERROR_FILE, HEARTBEAT_FILE, LOG_FILE, RESULT_FILE, RUN_FILE, read_json, write_json_atomic
 
 STALE_AFTER_S = 120.0
+#: Heartbeats are read, and ``should_stop`` asked, once per poll.
 POLL_S = 0.5
+#: Within a poll, how often the coordinator checks whether a worker exited (to ingest and refill its slot at once).
+EXIT_CHECK_S = 0.05
+#: Where the output of spares that have no run yet goes (under the executor's runs folder).
+SPARES_DIR = ".spares"
 
 
 class RunLike(Protocol):
@@ -114,6 +143,47 @@ class _Active:
     started: float
     last_beat: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: The start-up log of the spare that became this worker (None: started cold).
+    spare_log: Path | None = None
+
+
+@dataclass
+class _Spare:
+    """A pre-started worker waiting on its stdin for a run folder (see the module docstring)."""
+
+    slot: Slot
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+    started: float
+
+
+def _profile(slot: Slot) -> tuple[str, tuple[tuple[str, str], ...], int | None]:
+    """What a process is started with: a spare serves any slot with the same profile."""
+    return slot.device, tuple(sorted(slot.env.items())), slot.threads
+
+
+def spares_pay_off(slot: Slot) -> bool:
+    """Whether a pre-started spare shortens this slot's runs: on a GPU, or with two or more CPU threads (a cold
+    worker's imports use one core, so the slot's other cores idle meanwhile); not on a one-thread CPU slot, where a
+    spare's imports would only take the core from the run beside it (module docstring)."""
+    return slot.device != "cpu" or slot.threads is None or slot.threads >= 2
+
+
+def _sweep_spare_logs(folder: Path) -> None:
+    """Remove spare logs left by coordinators that were killed (their spares died with them). A log is named
+    ``<coordinator pid>-<n>-<slot>.log``; those of live coordinators (e.g. a search beside a run) stay."""
+    for path in folder.glob("*.log") if folder.is_dir() else ():
+        owner = path.name.split("-", 1)[0]
+        if owner.isdigit() and not pid_alive(int(owner)):
+            path.unlink(missing_ok=True)
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    try:
+        return path.read_bytes()[-size:].decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 class DeferredInterrupt:
@@ -223,7 +293,12 @@ def settle_running(
 
 
 class LocalExecutor:
-    """Runs workers as local subprocesses, one per slot, and is the single writer of the store."""
+    """Runs workers as local subprocesses, one per slot, and is the single writer of the store.
+
+    Busy slots get a pre-started spare worker for their next run (module docstring): with ``warm=None`` (default)
+    the slots where that pays off (:func:`spares_pay_off`), with ``True`` every slot; ``warm=False`` starts every
+    worker cold (``python -m suite.worker RUN_DIR``).
+    """
 
     def __init__(
         self,
@@ -234,6 +309,7 @@ class LocalExecutor:
         max_attempts: int = 3,
         stale_after_s: float = STALE_AFTER_S,
         on_event: Event | None = None,
+        warm: bool | None = None,
     ) -> None:
         self.store = store
         self.runs_dir = runs_dir
@@ -241,6 +317,11 @@ class LocalExecutor:
         self.max_attempts = max_attempts
         self.stale_after_s = stale_after_s
         self.on_event = on_event or (lambda kind, info: None)
+        #: Pre-started spare workers: None where they pay off (:func:`spares_pay_off`), True / False: every slot / none.
+        self.warm = warm
+        self._spares: list[_Spare] = []
+        self._spares_on = warm is not False
+        self._spare_count = 0
         #: RUNNING runs this executor drives although it did not start them: none (local workers die with their
         #: coordinator, so a new coordinator never re-attaches to them).
         self.adopted: dict[str, str] = {}
@@ -259,9 +340,10 @@ class LocalExecutor:
         """Run ``runs`` to completion (or failure past the retry budget). Ctrl-C stops the workers; their runs
         become LOST and resume from their checkpoints the next time.
 
-        ``should_stop`` is called once per poll (every :data:`POLL_S` seconds) while work remains; when it returns
-        True the active workers are stopped the same way (runs LOST, resumable), queued runs are not started, and
-        the summary says ``stopped`` (the λ search prunes trials with it).
+        ``should_stop`` is called once per poll (every :data:`POLL_S` seconds, sooner when a worker exits) while work
+        remains; when it returns True the active workers are stopped the same way (runs LOST, resumable), queued runs
+        are not started, and the summary says ``stopped`` (the λ search prunes trials with it). Spare workers
+        (:attr:`warm`) are killed before this returns or raises.
         """
         if on_event is not None:
             self.on_event = on_event
@@ -270,6 +352,7 @@ class LocalExecutor:
         active: dict[str, _Active] = {}
         summary = ExecutionSummary()
         interrupt = DeferredInterrupt()
+        self._spares_on = self.warm is not False
         try:
             with interrupt:
                 while queue or active:
@@ -279,7 +362,8 @@ class LocalExecutor:
                         run = queue.pop(0)
                         attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
                         active[run.run_id] = self._start(run, free.pop(0))
-                    time.sleep(POLL_S)
+                    self._top_up_spares(len(queue))
+                    self._wait(active, interrupt)
                     interrupt.check()
                     self._poll(active, queue, attempts, summary)
                     if should_stop is not None and (queue or active) and should_stop():
@@ -295,7 +379,18 @@ class LocalExecutor:
         except Exception as exc:  # e.g. raised by should_stop: no worker outlives the batch that started it
             self._stop_all(list(active.values()), f"the coordinator failed ({type(exc).__name__}: {exc})")
             raise
+        finally:
+            self._discard_spares()
         return summary
+
+    def _wait(self, active: Mapping[str, _Active], interrupt: DeferredInterrupt) -> None:
+        """Sleep up to :data:`POLL_S`, returning early when a worker exits (so its result is ingested and its slot
+        refilled at once) or Ctrl-C was pressed."""
+        deadline = time.monotonic() + POLL_S
+        while time.monotonic() < deadline and not interrupt.requested:
+            if any(act.proc.poll() is not None for act in active.values()):
+                return
+            time.sleep(min(EXIT_CHECK_S, max(0.0, deadline - time.monotonic())))
 
     def _poll(
         self,
@@ -312,6 +407,16 @@ class LocalExecutor:
                 continue
             del active[run_id]
             act.log.close()
+            if act.spare_log is not None:
+                took_over = self._took_over(act)
+                early = "" if took_over else _tail(act.spare_log)
+                self._forget_spare_log(act.spare_log)
+                if not took_over:  # the spare died before it started the run: not the run's failure
+                    self.store.mark_lost(run_id, "its pre-started worker ended before starting it; restarting cold")
+                    self._spare_failed(act.run, act.slot, code, why=early)
+                    attempts[run_id] -= 1
+                    queue.insert(0, act.run)
+                    continue
             if self._finish(act, code):
                 summary.done.append(run_id)
             elif attempts[run_id] < self.max_attempts:
@@ -331,26 +436,128 @@ class LocalExecutor:
                 act.proc.kill()
                 act.proc.wait()
             act.log.close()
+            if act.spare_log is not None:
+                self._forget_spare_log(act.spare_log)
             self.store.mark_lost(act.run.run_id, f"{why}; resumes on the next run")
 
     def _start(self, run: Any, slot: Slot) -> _Active:
+        """Start ``run`` on ``slot``: on a spare of the slot's profile when there is one (if it is still importing, the
+        run waits for the rest, which is sooner than a cold start would be ready), else cold."""
         run_dir = self.run_dir(run.run_id)
         prepare_run_dir(run_dir, run, device=slot.device, threads=slot.threads)
-        log = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - closed when the worker ends
-        env = {**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "suite.worker", str(run_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        spare = self._take_spare(slot, run)
+        if spare is not None:
+            proc, log, spare_log = spare.proc, spare.log, spare.log_path
+        else:
+            log = open(run_dir / LOG_FILE, "ab")  # noqa: SIM115 - closed when the worker ends
+            proc = self._spawn([str(run_dir)], slot, stdout=log, stdin=subprocess.DEVNULL)
+            spare_log = None
         worker = f"{socket.gethostname()}:{proc.pid}:{slot.name}"
         self.store.mark_running(run.run_id, worker=worker, workdir=str(run_dir))
-        act = _Active(run=run, slot=slot, proc=proc, run_dir=run_dir, log=log, started=time.time())
-        self.on_event("start", {"run": run, "slot": slot.name})
+        act = _Active(run=run, slot=slot, proc=proc, run_dir=run_dir, log=log, started=time.time(), spare_log=spare_log)
+        self.on_event("start", {"run": run, "slot": slot.name, "pid": proc.pid, "warm": spare is not None})
         return act
+
+    @staticmethod
+    def _spawn(args: list[str], slot: Slot, *, stdout: IO[bytes], stdin: int) -> subprocess.Popen[bytes]:
+        """``python -m suite.worker ARGS`` with the slot's environment, tied to the coordinator's life."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "suite.worker", *args],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+
+    # ------------------------------------------------------------------------------------------ spares
+    def _top_up_spares(self, queued: int) -> None:
+        """Start spares for busy slots that have none, up to one per queued run (a spare nobody needs would only
+        take CPU from the runs). Called right after runs were started, so the imports overlap with their work."""
+        if not self._spares_on:
+            return
+        served = {s.slot.name for s in self._spares}
+        for slot in self.slots:
+            if len(self._spares) >= queued:
+                return
+            if slot.name not in served and (self.warm or spares_pay_off(slot)):
+                self._spares.append(self._start_spare(slot))
+                served.add(slot.name)
+
+    def _start_spare(self, slot: Slot) -> _Spare:
+        folder = self.runs_dir / SPARES_DIR
+        if self._spare_count == 0:
+            _sweep_spare_logs(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._spare_count += 1
+        log_path = folder / f"{os.getpid()}-{self._spare_count}-{slot.name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed when the spare ends or its run does
+        proc = self._spawn(["--spare", str(log_path)], slot, stdout=log, stdin=subprocess.PIPE)
+        return _Spare(slot=slot, proc=proc, log_path=log_path, log=log, started=time.time())
+
+    def _take_spare(self, slot: Slot, run: Any) -> _Spare | None:
+        """Hand ``run``'s folder to a spare of ``slot``'s profile (its own first); None when there is none or it
+        died (then spares are off for the rest of this ``execute`` and the run starts cold)."""
+        profile = _profile(slot)
+        candidates = sorted(
+            (s for s in self._spares if _profile(s.slot) == profile), key=lambda s: s.slot.name != slot.name
+        )
+        if not candidates:
+            return None
+        spare = candidates[0]
+        self._spares.remove(spare)
+        if spare.proc.poll() is None and spare.proc.stdin is not None:
+            try:
+                spare.proc.stdin.write(f"{self.run_dir(run.run_id)}\n".encode())
+                spare.proc.stdin.close()
+                return spare
+            except BrokenPipeError:  # it died between poll() and the write
+                with contextlib.suppress(BrokenPipeError):
+                    spare.proc.stdin.close()
+        code = spare.proc.wait()
+        spare.log.close()
+        why = _tail(spare.log_path)
+        self._forget_spare_log(spare.log_path)
+        self._spare_failed(run, slot, code, why=why)
+        return None
+
+    def _took_over(self, act: _Active) -> bool:
+        """Whether a spare that ended had started its run (it beat the run's heartbeat, or wrote its result)."""
+        beat = read_json(act.run_dir / HEARTBEAT_FILE) or {}
+        return beat.get("pid") == act.proc.pid or (act.run_dir / RESULT_FILE).exists()
+
+    def _spare_failed(self, run: Any, slot: Slot, code: int, *, why: str) -> None:
+        """A spare ended before it started ``run``: note it in the run's log, report it, and switch spares off for
+        the rest of this ``execute`` (the same cause would likely kill the next ones). The caller starts the run
+        cold; a real problem then fails that worker and is recorded as the run's failure."""
+        message = (
+            f"the pre-started worker for slot {slot.name} exited with code {code} before it started this run; "
+            f"starting the run cold (pre-started workers are off for the rest of this batch)"
+        )
+        with open(self.run_dir(run.run_id) / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(f"[coordinator] {message}\n" + (f"[its output]\n{why}\n" if why else ""))
+        self.on_event("spare_failed", {"run": run, "slot": slot.name, "code": code, "error": message, "output": why})
+        self._spares_on = False
+        self._discard_spares()
+
+    def _discard_spares(self) -> None:
+        """Kill every idle spare and remove its log (a spare holds no state: SIGKILL is safe and immediate)."""
+        spares, self._spares = self._spares, []
+        for spare in spares:
+            if spare.proc.poll() is None:
+                spare.proc.kill()
+        for spare in spares:
+            spare.proc.wait()
+            if spare.proc.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    spare.proc.stdin.close()
+            spare.log.close()
+            self._forget_spare_log(spare.log_path)
+
+    def _forget_spare_log(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the folder goes once no spare of any coordinator uses it
 
     def _pulse(self, act: _Active) -> None:
         beat = read_json(act.run_dir / HEARTBEAT_FILE)

@@ -149,6 +149,10 @@ class SuiteProgress:
                 self._progress.update(self._overall, completed=self.completed, status=self._count())
         elif kind == "retry":
             self._line(f"retry  {self.label(run)} [{key[:12]}] (attempt {info['attempt']})")
+        elif kind == "spare_failed":  # the run starts again at once, cold; its start line follows
+            if self._progress is not None and key in self._tasks:
+                self._progress.remove_task(self._tasks.pop(key))
+            self._line(f"cold   {self.label(run)} [{key[:12]}]: {info['error']}")
         elif kind in ("adopt", "requeue"):
             what = "watching its running SLURM job" if kind == "adopt" else "requeued by SLURM, resuming in job"
             self._line(f"{kind:<6} {self.label(run)} [{key[:12]}]: {what} {info['job']}")

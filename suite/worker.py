@@ -5,9 +5,25 @@ A worker never touches the database. It communicates with the coordinator throug
 - ``run.json`` (input): ``{"run_id", "seed", "config", "device", "threads"}``, written by the coordinator;
 - ``heartbeat.json``: rewritten atomically every few seconds by a background thread, with the latest progress
   (epoch, step, loss, λ) and the worker's pid; a heartbeat that stops means the worker is gone;
-- ``result.json``: the :class:`mlrd_core.trainer.RunResult`, written atomically once the run finished;
+- ``result.json``: the :class:`mlrd_core.trainer.RunResult`, written atomically once the run finished, plus a
+  ``worker`` record (pid, whether the process was pre-started, ``fit_s``: the wall time of ``fit()`` itself);
 - ``error.json``: the exception and its traceback when the run failed;
 - ``checkpoint.pt``: the trainer's checkpoint, which makes a rerun of the same folder resume.
+
+Two ways to start one (docs/running.md, "How workers start"):
+
+- **cold**, ``python -m suite.worker RUN_DIR``: imports, trains, exits. The SLURM path and manual reruns use it
+  (SLURM tasks call :func:`run_worker` in process).
+- **pre-started spare**, ``python -m suite.worker --spare SPARE_LOG``: the local executor starts it ahead of time
+  with the slot's environment and its output going to ``SPARE_LOG``. It does the heavy imports (torch, timm,
+  :mod:`mlrd_core`: about 2 s of a 3 s cold start on a 2-core machine) and then blocks on stdin for ONE line, the
+  run folder of its assignment; it moves its output to that folder's ``worker.log`` (with what it printed so far)
+  and trains the run exactly as a cold worker would, in the same process (so the pid the coordinator tracks, the
+  heartbeats and the signals are those of a cold worker). End of input before a line means "not needed": it exits 0.
+  CUDA is not initialised before the assignment, so an idle spare holds no GPU memory.
+
+Either way the process ends with ``os._exit`` once its files are written and its output flushed: the interpreter's
+teardown of torch and timm modules takes about 1 s on a 2-core machine and has nothing left to do.
 """
 
 from __future__ import annotations
@@ -21,13 +37,27 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 RUN_FILE = "run.json"
 HEARTBEAT_FILE = "heartbeat.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
+LOG_FILE = "worker.log"
 HEARTBEAT_INTERVAL_S = 2.0
+#: What a spare imports before it waits for its run: everything ``fit`` imports on a run (measured with
+#: ``python -X importtime``); a run then only pays for what its config needs beyond them (e.g. a dataset reader).
+PREWARM_MODULES = (
+    "torch",
+    "mlrd_core.config",
+    "mlrd_core.trainer",
+    "mlrd_core.model",
+    "mlrd_core.data",
+    "mlrd_core.losses",
+    "mlrd_core.metrics",
+    "mlrd_core.protocols",
+    "mlrd_core.weighting",
+)
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
@@ -90,8 +120,11 @@ class Heartbeat:
             self.info.update(phase="tested")
 
 
-def run_worker(run_dir: Path) -> int:
-    """Train the run in ``run_dir``; return the process exit code (0 done, 1 failed)."""
+def run_worker(run_dir: Path, *, origin: Mapping[str, Any] | None = None) -> int:
+    """Train the run in ``run_dir``; return the process exit code (0 done, 1 failed).
+
+    ``origin`` goes into the result's ``worker`` record (a spare passes ``{"prestarted": True, ...}``).
+    """
     spec = read_json(run_dir / RUN_FILE)
     if spec is None:
         print(f"error: {run_dir / RUN_FILE} does not exist", file=sys.stderr)
@@ -99,6 +132,7 @@ def run_worker(run_dir: Path) -> int:
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     with Heartbeat(run_dir / HEARTBEAT_FILE) as heartbeat:
         try:
+            prewarm()  # a spare did this already; a cold worker does it here, so fit_s below is fit() alone
             import torch
 
             from mlrd_core.config import RunConfig
@@ -107,6 +141,7 @@ def run_worker(run_dir: Path) -> int:
             if spec.get("threads"):
                 torch.set_num_threads(int(spec["threads"]))
             config = RunConfig.from_dict(spec["config"], where=str(run_dir / RUN_FILE))
+            fit_start = time.perf_counter()
             result = fit(
                 config,
                 seed=int(spec["seed"]),
@@ -114,8 +149,10 @@ def run_worker(run_dir: Path) -> int:
                 workdir=run_dir,
                 progress=heartbeat.progress,
             )
+            fit_s = time.perf_counter() - fit_start
             payload = result.to_dict()
             payload["run_id"] = spec["run_id"]
+            payload["worker"] = {"pid": os.getpid(), "prestarted": False, **(origin or {}), "fit_s": fit_s}
             write_json_atomic(run_dir / RESULT_FILE, payload)
             return 0
         except Exception as exc:  # the coordinator records the failure; the trace is what a user needs
@@ -131,13 +168,71 @@ def run_worker(run_dir: Path) -> int:
             return 1
 
 
+def prewarm() -> None:
+    """Import what every run needs (:data:`PREWARM_MODULES`), as a spare does before it waits for its run."""
+    import importlib
+
+    for name in PREWARM_MODULES:
+        importlib.import_module(name)
+
+
+def _take_over_output(run_dir: Path, spare_log: Path) -> None:
+    """Point this process's stdout and stderr (file descriptors 1 and 2, so C-level output too) at the run's
+    ``worker.log``, after copying into it what the spare printed while it started (import warnings, usually
+    nothing). The coordinator owns ``spare_log`` and removes it once this process has ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        try:
+            early = spare_log.read_bytes()
+        except FileNotFoundError:
+            early = b""
+        if early:
+            os.write(fd, b"[output of the pre-started worker before it got this run]\n" + early)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def serve_spare(spare_log: Path, assignments: IO[str] | None = None) -> int:
+    """A pre-started worker: prewarm, wait for one run folder on ``assignments`` (stdin), then train that run in
+    this process. Returns the exit code: :func:`run_worker`'s, or 0 when the input ends before a run came (the
+    coordinator no longer needs this spare)."""
+    prewarm()
+    ready = time.time()
+    line = (assignments or sys.stdin).readline()
+    if not line.strip():
+        return 0
+    run_dir = Path(line.strip())
+    assigned = time.time()
+    _take_over_output(run_dir, spare_log)
+    origin = {"prestarted": True, "ready": ready, "assigned": assigned}
+    return run_worker(run_dir, origin=origin)
+
+
+USAGE = "usage: python -m suite.worker RUN_DIR   |   python -m suite.worker --spare SPARE_LOG"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m suite.worker RUN_DIR", file=sys.stderr)
+    if len(args) == 2 and args[0] == "--spare":
+        return serve_spare(Path(args[1]))
+    if len(args) != 1 or args[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
         return 2
     return run_worker(Path(args[0]))
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process at once with ``code``, skipping the interpreter's teardown (about 1 s with torch and timm
+    loaded on a 2-core machine). Only for a worker process whose files are all written and closed: output is
+    flushed first, the heartbeat thread has been joined, and nothing else is pending."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())
