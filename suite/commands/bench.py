@@ -1,7 +1,7 @@
 """``python -m suite bench <target>``: performance benchmarks (DESIGN §6).
 
-Targets are subcommands (``losses``, ``train``): each one parses its own flags, calls a ``run_*_benchmark``
-function of :mod:`suite.benchmarks` and prints a rich table or JSON.
+Targets are subcommands (``losses``, ``train``, ``overhead``): each one parses its own flags, calls a
+``run_*_benchmark`` function of :mod:`suite.benchmarks` and prints a rich table or JSON.
 """
 
 from __future__ import annotations
@@ -95,11 +95,30 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_overhead(args: argparse.Namespace) -> int:
+    from suite.benchmarks.overhead import overhead_summary, render_overhead_table, run_overhead_benchmark
+
+    console = Console(stderr=args.json)
+    result = run_overhead_benchmark(
+        args.runs,
+        rounds=args.rounds,
+        jobs=args.jobs,
+        images=args.images,
+        progress=lambda line: console.print(line, highlight=False),
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        console.print(render_overhead_table(result))
+        console.print(overhead_summary(result), highlight=False)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``bench`` and its targets to the top-level parser."""
     parser = subparsers.add_parser(
         "bench",
-        help="performance benchmarks (losses, train)",
+        help="performance benchmarks (losses, train, overhead)",
         description="Performance benchmarks; ratios are measured in one run on the same tensors.",
     )
     targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -148,3 +167,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--seed", type=int, default=0, help="seed of the model and the synthetic batch")
     train.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     train.set_defaults(func=_run_train)
+
+    overhead = targets.add_parser(
+        "overhead",
+        help="suite overhead per run (spawn, imports, ingest): cold worker starts vs warm spares (target < 2 s)",
+        description=(
+            "Execute the same tiny runs (test_resnet 32x32, one epoch of a few synthetic scenes) through the local "
+            "executor with cold worker starts and with warm spares (pre-started workers), each into a fresh store; "
+            "report per run the slot's wall time minus fit() itself: median, spread, and the cold/warm ratio."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    overhead.add_argument("--runs", type=_positive, default=8, help="runs per mode and round")
+    overhead.add_argument("--rounds", type=_positive, default=1, help="rounds; the modes alternate their order")
+    overhead.add_argument("--jobs", type=_positive, default=1, help="CPU slots of the executor (as run --jobs)")
+    overhead.add_argument("--images", type=_positive, default=4, help="training scenes per run (one epoch)")
+    overhead.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    overhead.set_defaults(func=_run_overhead)
