@@ -10,6 +10,16 @@ from suite.plan import PlannedRun, plan
 from suite.spec import Spec, apply_overrides, load_spec
 
 DEFAULT_RESULTS = Path("results")
+#: Width of rich tables written to a file or a pipe (rich's default there is 80 columns, which folds wide tables).
+PIPE_WIDTH = 140
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console for a command's tables: the terminal's width, or :data:`PIPE_WIDTH` off a terminal."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    return out if out.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser, *, spec_required: bool = True) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
+from suite.commands._common import console
 
 #: The trainer's ``amp`` modes (mlrd_core.config.AMP_MODES; spelled out so that ``--help`` imports no torch).
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -44,9 +44,9 @@ def _run_losses(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        console = Console()
-        console.print(render_losses_table(result))
-        console.print(losses_summary(result), highlight=False)
+        out = console()
+        out.print(render_losses_table(result))
+        out.print(losses_summary(result), highlight=False)
     return 0
 
 
@@ -65,11 +65,11 @@ def _devices(value: str) -> list[str]:
 def _run_train(args: argparse.Namespace) -> int:
     from suite.benchmarks.train import render_train_table, run_train_benchmark, train_summary
 
-    console = Console(stderr=args.json)
+    out = console(stderr=args.json)
     results = []
     for device in args.device:
         if not args.json:
-            console.print(f"bench train: {args.encoder} on {device}...", highlight=False)
+            out.print(f"bench train: {args.encoder} on {device}...", highlight=False)
         results.append(
             run_train_benchmark(
                 args.repeats,
@@ -90,27 +90,27 @@ def _run_train(args: argparse.Namespace) -> int:
         print(json.dumps({"benchmark": "train", "results": [r.to_dict() for r in results]}, indent=2))
     else:
         for result in results:
-            console.print(render_train_table(result))
-            console.print(train_summary(result), highlight=False)
+            out.print(render_train_table(result))
+            out.print(train_summary(result), highlight=False)
     return 0
 
 
 def _run_overhead(args: argparse.Namespace) -> int:
     from suite.benchmarks.overhead import overhead_summary, render_overhead_table, run_overhead_benchmark
 
-    console = Console(stderr=args.json)
+    out = console(stderr=args.json)
     result = run_overhead_benchmark(
         args.runs,
         rounds=args.rounds,
         jobs=args.jobs,
         images=args.images,
-        progress=lambda line: console.print(line, highlight=False),
+        progress=lambda line: out.print(line, highlight=False),
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        console.print(render_overhead_table(result))
-        console.print(overhead_summary(result), highlight=False)
+        out.print(render_overhead_table(result))
+        out.print(overhead_summary(result), highlight=False)
     return 0
 
 

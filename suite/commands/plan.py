@@ -14,10 +14,10 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.commands._common import console as make_console
 from suite.plan import PlannedRun
 from suite.spec import Spec
 
@@ -85,7 +85,7 @@ def show_plan(args: argparse.Namespace, spec: Spec, runs: list[PlannedRun]) -> i
                 unknown += 1
         seen.add(r.run_id)
         table.add_row(r.group, r.arm, str(r.seed), r.short_id[:12], r.config.losses, r.weighting, r.lam, state)
-    console = Console()
+    console = make_console()
     console.print(table)
     done = sum(1 for i in infos.values() if i.state == "DONE")
     console.print(

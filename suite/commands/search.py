@@ -18,6 +18,7 @@ from suite.commands._common import (
     add_executor_arguments,
     add_spec_arguments,
     check_executor_arguments,
+    console,
     db_url,
     load_plan,
     make_executor,
@@ -46,7 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import optuna
-    from rich.console import Console
 
     from suite.progress import SuiteProgress
     from suite.search import (
@@ -104,10 +104,7 @@ def run(args: argparse.Namespace) -> int:
         table = best_trials_table(study, spec, top=args.top)
     finally:
         store.close()
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=140)
-    console.print(table)
+    console().print(table)
     shown = shown_url(url)
     print(
         f"database: {shown} (study {search.study!r}; plots: pip install optuna-dashboard && optuna-dashboard {shown})"

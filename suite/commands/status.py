@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from rich.console import Console
 from rich.table import Table
 
 from suite.commands._common import add_store_arguments, load_plan, open_db, store_exists
+from suite.commands._common import console as make_console
 from suite.slurm import describe_state, job_id_of, job_states
 
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    console = Console()
+    console = make_console()
     spec_name = None
     if args.spec is not None:
         args.spec = Path(args.spec)
