@@ -34,7 +34,7 @@ from suite.search import (
     suggest_point,
     trial_runs,
 )
-from suite.spec import Spec, load_spec, spec_from_dict
+from suite.spec import Spec, apply_overrides, load_spec, spec_from_dict
 from suite.store import RunState, open_store
 
 # the shared tiny spec (group "a": arms "D" and "all") with a search over the start of the "all" arm's λ ramp
@@ -365,6 +365,9 @@ def test_settings_errors_name_the_key(tmp_path: Path) -> None:
         ConfigError, match=r"search\.enqueue\[0\]\.lr: 'lr' is not searched \(searched settings: clip\)"
     ):
         loads(SETTINGS, enqueue='[{ schedule = "3 -> -3 @ 2", lr = 1e-2 }]')
+    shipped = load_spec(Path(__file__).parent.parent / "specs" / "lambda_search.toml")
+    with pytest.raises(ConfigError, match=r"search\.settings\.epochs: 'epochs' is also a parameter of \[search\.sch"):
+        apply_overrides(shipped, ['search.settings.epochs={kind="int", low=2, high=4}'])
     spec = loads(SETTINGS, enqueue='[{ schedule = "3 -> -3 @ 2", clip = [0.1, 10] }]')
     with pytest.raises(ConfigError, match=r"clip = \[0\.1, 10\.0\] is outside choices"):
         enqueue_points(open_study(spec, db(tmp_path)), spec)
