@@ -64,13 +64,19 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     yield rec
 
 
-def _execute(folder: Path, seeds: list[int], rec: Recorder, *, warm: bool | None = True, **options: Any) -> Any:
+def _planned(folder: Path, seeds: list[int], *, spec: str = "w") -> tuple[list[_Run], Any]:
+    """The runs of ``seeds`` and a fresh store in ``folder`` where they are PLANNED (under ``spec``)."""
     runs = [_Run(seed) for seed in seeds]
     store = open_store(f"sqlite:///{folder / 'mlrd.db'}")
     store.add_planned(
-        {"run_id": r.run_id, "spec": "warm", "group": "g", "arm": "a", "seed": r.seed, "config": r.config.to_dict()}
+        {"run_id": r.run_id, "spec": spec, "group": "g", "arm": "a", "seed": r.seed, "config": r.config.to_dict()}
         for r in runs
     )
+    return runs, store
+
+
+def _execute(folder: Path, seeds: list[int], rec: Recorder, *, warm: bool | None = True, **options: Any) -> Any:
+    runs, store = _planned(folder, seeds, spec="warm")
     executor = LocalExecutor(store, runs_dir=folder / "runs", slots=[SLOT], warm=warm, **options)
     try:
         summary = executor.execute(runs, on_event=rec)
@@ -128,13 +134,8 @@ def test_warm_spares_give_cold_numbers_and_become_the_runs_workers(tmp_path: Pat
 
 
 def test_no_spare_outlives_an_execute_that_raises(tmp_path: Path, recorder: Recorder) -> None:
-    runs = [_Run(seed) for seed in (0, 1)]
-    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    runs, store = _planned(tmp_path, [0, 1])
     try:
-        store.add_planned(
-            {"run_id": r.run_id, "spec": "w", "group": "g", "arm": "a", "seed": r.seed, "config": r.config.to_dict()}
-            for r in runs
-        )
         executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[SLOT], warm=True)
 
         def broken() -> bool:
@@ -206,13 +207,8 @@ def test_a_broken_environment_fails_the_run_with_the_workers_trace(tmp_path: Pat
     shadow.mkdir()
     (shadow / "timm.py").write_text("raise ImportError('timm is broken on purpose')\n")
     broken = Slot("cpu0", device="cpu", env={**SLOT.env, "PYTHONPATH": f"{shadow}:{':'.join(sys.path)}"}, threads=1)
-    runs = [_Run(seed) for seed in (0, 1)]
-    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    runs, store = _planned(tmp_path, [0, 1])
     try:
-        store.add_planned(
-            {"run_id": r.run_id, "spec": "w", "group": "g", "arm": "a", "seed": r.seed, "config": r.config.to_dict()}
-            for r in runs
-        )
         executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[broken], max_attempts=1, warm=True)
         summary = executor.execute(runs, on_event=recorder)
         assert sorted(summary.failed) == sorted(r.run_id for r in runs)
