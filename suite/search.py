@@ -150,6 +150,8 @@ class TrialPoint:
 
 
 def _show_value(value: Any) -> str:
+    if value is None:  # an optional setting switched off (``grad_clip = false`` in a spec)
+        return "none"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, str):

@@ -1237,7 +1237,7 @@ def _search_setting_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
     try:
         if key in SHORTHANDS:
             return normalize_weighting_option(key, value)
-        return _jsonable(_coerce(value, _RUN_TYPES[key]))
+        return _jsonable(_coerce(False if value is None else value, _RUN_TYPES[key]))  # None: an arm's own "none"
     except TypeError as exc:
         raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
 

@@ -339,6 +339,25 @@ def test_settings_are_searched_with_the_schedule(tmp_path: Path) -> None:
                 open_study(load_spec(other), url)
 
 
+def test_optional_and_boolean_settings(tmp_path: Path) -> None:
+    """``false`` is none for an optional setting (the arm's own grad_clip is none); booleans stay booleans."""
+    settings = """[search.settings]
+grad_clip = { kind = "categorical", choices = [false, 1.0] }
+init = { kind = "categorical", choices = [true, false] }
+"""
+    enqueue = '["3 -> -3 @ 2", { schedule = "3 -> -3 @ 2", grad_clip = 1, init = false }]'
+    spec = load_spec(write_spec(tmp_path, settings=settings, enqueue=enqueue))
+    search = require_search(spec)
+    assert search.settings["grad_clip"].choices == (None, 1.0)
+    own, other = (as_point(spec, value) for value in search.enqueue)
+    assert own.settings == {"grad_clip": None, "init": True}
+    assert own.describe() == "3 → -3 @ 2, grad_clip none, init true"
+    assert [r.run_id for r in trial_runs(spec, own)] == [r.run_id for r in searched_arm_runs(spec)]
+    assert params_for_point(search, other) == {"start": 3, "grad_clip": 1.0, "init": False}
+    config = trial_runs(spec, other)[0].config
+    assert config.grad_clip == 1.0 and config.weighting_options["init"] is False
+
+
 def test_settings_errors_name_the_key(tmp_path: Path) -> None:
     def loads(settings: str, enqueue: str = '["3 -> -3 @ 2"]') -> Spec:
         return load_spec(write_spec(tmp_path, settings=settings, enqueue=enqueue))
