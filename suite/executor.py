@@ -27,7 +27,8 @@ spare serves one run and exits, so no state leaks from run to run. Rules:
 - the first run of each slot starts cold (there is nothing to overlap it with), and so does every run once a spare
   has failed: a spare that died before its run (an import error, a stray kill) is reported (``spare_failed`` event,
   a note in the run's ``worker.log``), spares are switched off for the rest of :meth:`LocalExecutor.execute`, and
-  the run starts cold at once, without using one of its attempts. A cold worker's failure is a run failure as usual;
+  the run starts cold at once, without using one of its attempts in this batch (the store's ``attempts`` column
+  counts the extra start). A cold worker's failure is a run failure as usual;
 - spares are killed when :meth:`LocalExecutor.execute` returns or raises (and die with the coordinator otherwise),
   so none outlives the batch that started it. They are started from the coordinator's main thread, as the workers
   are: ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends, not only the process.
@@ -481,7 +482,15 @@ class LocalExecutor:
             if len(self._spares) >= queued:
                 return
             if slot.name not in served and (self.warm or spares_pay_off(slot)):
-                self._spares.append(self._start_spare(slot))
+                try:
+                    self._spares.append(self._start_spare(slot))
+                except OSError as exc:  # spares only save time: without one, the next run starts cold
+                    print(
+                        f"warning: no pre-started worker for slot {slot.name} ({exc}); starting workers cold",
+                        file=sys.stderr,
+                    )
+                    self._spares_on = False
+                    return
                 served.add(slot.name)
 
     def _start_spare(self, slot: Slot) -> _Spare:
@@ -492,7 +501,12 @@ class LocalExecutor:
         self._spare_count += 1
         log_path = folder / f"{os.getpid()}-{self._spare_count}-{slot.name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed when the spare ends or its run does
-        proc = self._spawn(["--spare", str(log_path)], slot, stdout=log, stdin=subprocess.PIPE)
+        try:
+            proc = self._spawn(["--spare", str(log_path)], slot, stdout=log, stdin=subprocess.PIPE)
+        except OSError:
+            log.close()
+            self._forget_spare_log(log_path)
+            raise
         return _Spare(slot=slot, proc=proc, log_path=log_path, log=log, started=time.time())
 
     def _take_spare(self, slot: Slot, run: Any) -> _Spare | None:
@@ -512,8 +526,10 @@ class LocalExecutor:
                 spare.proc.stdin.close()
                 return spare
             except BrokenPipeError:  # it died between poll() and the write
-                with contextlib.suppress(BrokenPipeError):
-                    spare.proc.stdin.close()
+                pass
+        if spare.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                spare.proc.stdin.close()
         code = spare.proc.wait()
         spare.log.close()
         why = _tail(spare.log_path)

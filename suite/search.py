@@ -43,7 +43,16 @@ from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, MLRDError
 from mlrd_core.weighting import Schedule, parse_schedule
 from suite.plan import PlannedRun, canonical_json, describe_weighting, run_id_for
-from suite.spec import SHORTHANDS, Arm, Distribution, SearchSpec, Spec, apply_settings, normalize_weighting_option
+from suite.spec import (
+    SHORTHANDS,
+    Arm,
+    Distribution,
+    SearchSpec,
+    Spec,
+    apply_settings,
+    normalize_weighting_option,
+    search_setting_value,
+)
 
 __all__ = [
     "SEARCH_GROUP",
@@ -153,7 +162,8 @@ def _show_value(value: Any) -> str:
     if value is None:  # an optional setting switched off (``grad_clip = false`` in a spec)
         return "none"
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)  # distinct values, distinct labels
     if isinstance(value, str):
         return value
     return json.dumps(value)
@@ -171,14 +181,14 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
 
 
-def _param_value(dist: Distribution, param: Any) -> Any:
-    """The value of an Optuna parameter (a categorical choice from its stored form)."""
+def _param_value(dist: Distribution, param: Any, name: str = "parameter") -> Any:
+    """The value of Optuna parameter ``name`` (a categorical choice from its stored form)."""
     if dist.kind != "categorical":
         return param
     for choice in dist.choices:
         if _same(_optuna_choice(choice), param):
             return choice
-    raise ConfigError(f"{param!r} is not one of the choices {list(dist.choices)}")
+    raise ConfigError(f"search: {name} = {param!r} is not one of the choices {list(dist.choices)}")
 
 
 def _suggest(trial: Trial, name: str, dist: Distribution) -> Any:
@@ -198,7 +208,7 @@ def schedule_from_params(template: Mapping[str, Any], params: Mapping[str, Any])
     """The schedule at a point of the search space: the template's literals plus ``params`` (Optuna's parameters)
     for its parameters."""
     table = {
-        key: _param_value(value, params[key]) if isinstance(value, Distribution) else value
+        key: _param_value(value, params[key], key) if isinstance(value, Distribution) else value
         for key, value in template.items()
     }
     return parse_schedule(table)
@@ -213,7 +223,20 @@ def suggest_schedule(trial: Trial, template: Mapping[str, Any]) -> Schedule:
 def point_from_params(search: SearchSpec, params: Mapping[str, Any]) -> TrialPoint:
     """The point of ``search``'s space at Optuna's ``params`` (schedule parameters and settings)."""
     schedule = schedule_from_params(search.schedule, params)
-    return TrialPoint(schedule, {key: _param_value(dist, params[key]) for key, dist in search.settings.items()})
+    values = {key: _param_value(dist, params[key], key) for key, dist in search.settings.items()}
+    return TrialPoint(schedule, _canonical_settings(values))
+
+
+def _canonical_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings in the canonical form of the spec loader (an int sampled for a float field becomes a float, a clip
+    pair of ints a pair of floats), so that equal points compare and hash alike."""
+    out = {}
+    for key, value in values.items():
+        try:
+            out[key] = search_setting_value(key, value)
+        except TypeError as exc:
+            raise ConfigError(f"search: {key} must be {exc}, got {value!r}") from None
+    return out
 
 
 def suggest_point(trial: Trial, search: SearchSpec) -> TrialPoint:
@@ -257,15 +280,14 @@ def params_for_schedule(template: Mapping[str, Any], schedule: object) -> dict[s
         ok, value = _contains(dist, form.get(key))
         if not ok:
             raise ConfigError(
-                f"search.enqueue: schedule {target.describe()!r} is not in the search space: {key} = "
+                f"schedule {target.describe()!r} is not in the search space: {key} = "
                 f"{form.get(key)!r} is outside {_show_distribution(dist)}"
             )
         params[key] = value
     if schedule_from_params(template, params).to_spec() != form:
         literals = {k: v for k, v in template.items() if not isinstance(v, Distribution)}
         raise ConfigError(
-            f"search.enqueue: schedule {target.describe()!r} ({form}) is not in the search space: the template fixes "
-            f"{literals}"
+            f"schedule {target.describe()!r} ({form}) is not in the search space: the template fixes {literals}"
         )
     return params
 
@@ -278,7 +300,7 @@ def params_for_point(search: SearchSpec, point: TrialPoint) -> dict[str, Any]:
         ok, value = _contains(dist, point.settings.get(key))
         if not ok:
             raise ConfigError(
-                f"search.enqueue: point {point.describe()!r} is not in the search space: {key} = "
+                f"point {point.describe()!r} is not in the search space: {key} = "
                 f"{point.settings.get(key)!r} is outside {_show_distribution(dist)}"
             )
         params[key] = value
@@ -287,7 +309,7 @@ def params_for_point(search: SearchSpec, point: TrialPoint) -> dict[str, Any]:
 
 def _show_distribution(dist: Distribution) -> str:
     if dist.kind == "categorical":
-        return f"choices {list(dist.choices)}"
+        return f"choices [{', '.join('false' if c is None else json.dumps(c) for c in dist.choices)}]"
     extra = " (log)" if dist.log else f" step {dist.step:g}" if dist.step is not None else ""
     return f"{dist.kind} [{dist.low:g}, {dist.high:g}]{extra}"
 
@@ -315,9 +337,11 @@ def as_point(spec: Spec, value: object) -> TrialPoint:
         value = value["schedule"]
     unknown = [key for key in given if key not in search.settings]
     if unknown:
-        raise ConfigError(f"search: {unknown[0]!r} is not a searched setting (searched: {', '.join(search.settings)})")
+        raise ConfigError(
+            f"search: {unknown[0]!r} is not a searched setting (searched: {', '.join(search.settings) or 'none'})"
+        )
     settings = {key: given[key] if key in given else _arm_setting(config, key) for key in search.settings}
-    return TrialPoint(parse_schedule(value), settings)
+    return TrialPoint(parse_schedule(value), _canonical_settings(settings))
 
 
 def trial_config(base: RunConfig, point: object) -> RunConfig:
@@ -539,14 +563,66 @@ def open_study(
     if stored is None:
         study.set_user_attr(STUDY_ATTR, identity)
     elif stored != identity:
-        diffs = [k for k in identity if k != "base_config" and stored.get(k) != identity[k]]
-        old_base, new_base = stored.get("base_config", {}), identity["base_config"]
-        diffs += [f"config.{k}" for k in sorted(set(old_base) | set(new_base)) if old_base.get(k) != new_base.get(k)]
         raise ConfigError(
-            f"study {search.study!r} in {url} was started for another experiment (differs in: {', '.join(diffs)}); "
+            f"study {search.study!r} in {url} was started for another experiment ({_identity_diff(stored, identity)}); "
             "its trials would not be comparable: name a new study with --set search.study=NAME"
         )
+    _check_space(study, search, url)
     return study
+
+
+def _identity_diff(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> str:
+    """What differs between two study identities, in words (settings searched now but fixed in the study's trials
+    are named as such)."""
+    diffs = [k for k in identity if k != "base_config" and stored.get(k) != identity[k]]
+    old_base, new_base = dict(stored.get("base_config", {})), dict(identity["base_config"])
+    old_options = old_base.pop("weighting_options", {}) or {}
+    new_options = new_base.pop("weighting_options", {}) or {}
+    newly: list[str] = []
+    for prefix, old, new in (("config.", old_base, new_base), ("config.weighting_options.", old_options, new_options)):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) == new.get(key):
+                continue
+            if key in old and key not in new:
+                newly.append(f"{key} (fixed at {_show_value(old[key])} in its trials)")
+            else:
+                diffs.append(prefix + key)
+    parts = [f"differs in: {', '.join(diffs)}"] if diffs else []
+    if newly:
+        parts.append(f"the spec now searches {', '.join(newly)}")
+    return "; ".join(parts)
+
+
+def _optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution a parameter is suggested with (see :func:`_suggest`)."""
+    if dist.kind == "categorical":
+        return optuna.distributions.CategoricalDistribution([_optuna_choice(c) for c in dist.choices])
+    assert dist.low is not None and dist.high is not None
+    if dist.kind == "int":
+        step = 1 if dist.step is None else int(dist.step)
+        return optuna.distributions.IntDistribution(int(dist.low), int(dist.high), log=dist.log, step=step)
+    return optuna.distributions.FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+
+
+def _check_space(study: optuna.Study, search: SearchSpec, url: str) -> None:
+    """The spec's parameters must be compatible with those of the study's trials (Optuna refuses, mid-trial, a
+    parameter whose kind, log scale or categorical choices changed): a ConfigError naming the parameter instead."""
+    ours = {k: _optuna_distribution(v) for k, v in search.schedule.items() if isinstance(v, Distribution)}
+    ours.update({key: _optuna_distribution(dist) for key, dist in search.settings.items()})
+    checked: set[str] = set()
+    for trial in study.get_trials(deepcopy=False):
+        for name, old in trial.distributions.items():
+            if name in checked or name not in ours:
+                continue
+            checked.add(name)
+            try:
+                optuna.distributions.check_distribution_compatibility(old, ours[name])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"study {search.study!r} in {url}: parameter {name!r} of the spec ({ours[name]}) cannot continue "
+                    f"the study's ({old}): {exc}; keep the study's choices, or name a new study with "
+                    "--set search.study=NAME"
+                ) from exc
 
 
 def _trial_point(trial: FrozenTrial) -> dict[str, Any] | None:
@@ -565,7 +641,18 @@ def enqueue_points(study: optuna.Study, spec: Spec) -> list[TrialPoint]:
     A point outside the search space is a ConfigError before anything is enqueued."""
     search = require_search(spec)
     points = [as_point(spec, value) for value in search.enqueue]
-    params = [params_for_point(search, point) for point in points]
+    params = []
+    for i, point in enumerate(points):
+        try:
+            params.append(params_for_point(search, point))
+        except ConfigError as exc:
+            hint = (
+                "; settings an entry leaves out take the arm's own values: give them in the entry "
+                "({schedule = ..., <setting> = ...}) or widen the search space"
+                if search.settings
+                else ""
+            )
+            raise ConfigError(f"{spec.source}: search.enqueue[{i}]: {exc}{hint}") from exc
     keep = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING}
     known = [
         canonical_json(_trial_point(t))

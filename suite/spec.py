@@ -65,6 +65,7 @@ __all__ = [
     "TABLE_KEYS",
     "TIMING_NAMES",
     "TOP_KEYS",
+    "UNSEARCHABLE_KEYS",
     "Arm",
     "Distribution",
     "Group",
@@ -78,6 +79,7 @@ __all__ = [
     "load_spec",
     "loads_spec",
     "normalize_weighting_option",
+    "search_setting_value",
     "spec_from_dict",
 ]
 
@@ -158,11 +160,32 @@ SEARCH_KEYS: tuple[str, ...] = (
     "schedule",
     "settings",
 )
+#: Run-config keys a search may not sample: the weighting method and the tables (the search is about Lee-Kim's
+#: rebalancing of one arm), the data and its splits (trials must be measured on the same data) and settings that
+#: only change speed or hardware.
+UNSEARCHABLE_KEYS: frozenset[str] = frozenset(
+    {
+        "weighting",
+        "weighting_options",
+        "dataset",
+        "dataset_options",
+        "input_size",
+        "train_split",
+        "val_split",
+        "test_split",
+        "protocol",
+        "num_workers",
+        "eval_batch_size",
+        "amp",
+        "channels_last",
+        "compile",
+    }
+)
 #: Arm settings a search may sample besides the schedule (``[search.settings]``): the Lee-Kim options other than the
-#: schedule, and the scalar run-config keys (not the weighting method, tables or the input size).
+#: schedule, and the run-config keys of the model, the losses and the optimisation.
 SEARCH_SETTING_KEYS: tuple[str, ...] = (
     *(k for k in SHORTHANDS if k != "schedule"),
-    *(k for k in RUN_KEYS if k not in ("weighting", "weighting_options", "dataset_options", "input_size")),
+    *(k for k in RUN_KEYS if k not in UNSEARCHABLE_KEYS),
 )
 SLURM_KEYS: tuple[str, ...] = (
     "partition",
@@ -1232,14 +1255,19 @@ def _load_search(
 
 
 def _search_setting_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
-    """A searched setting's value in its canonical form (weighting options normalised, run-config values coerced
-    to the field's type)."""
     try:
-        if key in SHORTHANDS:
-            return normalize_weighting_option(key, value)
-        return _jsonable(_coerce(False if value is None else value, _RUN_TYPES[key]))  # None: an arm's own "none"
+        return search_setting_value(key, value)
     except TypeError as exc:
         raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
+
+
+def search_setting_value(key: str, value: object) -> Any:
+    """A searched setting's value in its canonical form: weighting options normalised (clip ``[0.25, 4]`` →
+    ``[0.25, 4.0]``), run-config values coerced to the field's type (an int Optuna sampled for a float field → a
+    float; None or ``false`` → None for an optional one). TypeError names the expected type."""
+    if key in SHORTHANDS:
+        return normalize_weighting_option(key, value)
+    return _jsonable(_coerce(False if value is None else value, _RUN_TYPES[key]))
 
 
 def _load_search_settings(
@@ -1268,10 +1296,12 @@ def _load_search_settings(
                 f"arm ({arm.where})",
             )
         dist = _load_distribution(ctx, value, spath)
-        if dist.kind != "categorical" and (
-            key in SHORTHANDS or _RUN_TYPES[key] not in (int, float, int | None, float | None)
-        ):
+        numeric = {int: "int", int | None: "int", float: "float", float | None: "float"}
+        field_kind = None if key in SHORTHANDS else numeric.get(_RUN_TYPES[key])
+        if dist.kind != "categorical" and field_kind is None:
             raise ctx.error(spath, f'{key} is not numeric: use {{kind = "categorical", choices = [...]}}')
+        if dist.kind == "float" and field_kind == "int":
+            raise ctx.error(spath, f'{key} is an integer: use kind = "int" (or "categorical")')
         if dist.kind == "categorical":
             choices = tuple(
                 _search_setting_value(ctx, key, choice, f"{spath}.choices[{i}]")

@@ -240,6 +240,27 @@ def test_worker_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: python -m suite.worker RUN_DIR" in capsys.readouterr().err
 
 
+def test_a_spare_that_cannot_start_leaves_the_runs_to_cold_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spares only save time: an OSError starting one (no memory, too many files) switches them off, not the batch."""
+    spawn = LocalExecutor._spawn
+
+    def no_spares(args: list[str], slot: Slot, **kwargs: Any) -> subprocess.Popen[bytes]:
+        if args[0] == "--spare":
+            raise OSError(24, "Too many open files")
+        return spawn(args, slot, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "_spawn", staticmethod(no_spares))
+    rec = Recorder()
+    summary, _, infos, _ = _execute(tmp_path, [0, 1], rec)
+    assert len(summary.done) == 2 and not summary.failed
+    assert [info["warm"] for info in rec.of("start")] == [False, False]
+    assert "no pre-started worker for slot cpu0 ([Errno 24] Too many open files)" in capsys.readouterr().err
+    assert all(info.state == RunState.DONE for info in infos.values())
+    assert not (tmp_path / "runs" / SPARES_DIR).exists()
+
+
 def test_progress_says_when_a_run_restarts_cold(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 

@@ -376,6 +376,10 @@ def test_settings_errors_name_the_key(tmp_path: Path) -> None:
         loads('[search.settings]\nschedule = { kind = "categorical", choices = ["3 -> -3"] }')
     with pytest.raises(ConfigError, match=r"search\.settings\.weighting: 'weighting' cannot be searched"):
         loads('[search.settings]\nweighting = { kind = "categorical", choices = ["equal"] }')
+    with pytest.raises(ConfigError, match=r"search\.settings\.val_split: 'val_split' cannot be searched"):
+        loads('[search.settings]\nval_split = { kind = "categorical", choices = ["val", "test"] }')
+    with pytest.raises(ConfigError, match=r'search\.settings\.batch_size: batch_size is an integer: use kind = "int"'):
+        loads('[search.settings]\nbatch_size = { kind = "float", low = 2, high = 4 }')
     with pytest.raises(ConfigError, match=r"search\.settings\.lr\.low: .*lr must be > 0"):
         loads('[search.settings]\nlr = { kind = "float", low = -1, high = 1 }')
     with pytest.raises(ConfigError, match=r"search\.settings\.losses\.choices\[1\]"):
@@ -388,8 +392,52 @@ def test_settings_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"search\.settings\.epochs: 'epochs' is also a parameter of \[search\.sch"):
         apply_overrides(shipped, ['search.settings.epochs={kind="int", low=2, high=4}'])
     spec = loads(SETTINGS, enqueue='[{ schedule = "3 -> -3 @ 2", clip = [0.1, 10] }]')
-    with pytest.raises(ConfigError, match=r"clip = \[0\.1, 10\.0\] is outside choices"):
+    with pytest.raises(
+        ConfigError, match=r"tiny\.toml: search\.enqueue\[0\]: .*clip = \[0\.1, 10\.0\] is outside choices"
+    ):
         enqueue_points(open_study(spec, db(tmp_path)), spec)
+    narrow = loads('[search.settings]\nclip = { kind = "categorical", choices = ["none"] }')  # the arm has [0.5, 2]
+    with pytest.raises(ConfigError, match=r"enqueue\[0\]: .*clip = \[0\.5, 2\.0\] is outside .*the arm's own values"):
+        enqueue_points(open_study(narrow, db(tmp_path)), narrow)
+
+
+def test_a_resumed_study_keeps_its_space_and_says_what_changed(tmp_path: Path) -> None:
+    url = db(tmp_path)
+    spec = load_spec(write_spec(tmp_path, settings=SETTINGS))
+    study = open_study(spec, url)
+    enqueue_points(study, spec)
+    trial = study.ask()  # the enqueued paper point, with the spec's distributions
+    suggest_point(trial, require_search(spec))
+    study.tell(trial, 1.0)
+    assert enqueue_points(open_study(spec, url), spec) == []  # already tried
+
+    narrower = apply_overrides(spec, ['search.settings.clip={kind="categorical", choices=[[0.5, 2], "none"]}'])
+    with pytest.raises(ConfigError, match=r"parameter 'clip' of the spec .* cannot continue the study's"):
+        open_study(narrower, url)
+    as_int = apply_overrides(spec, ['search.schedule.start={kind="int", low=1, high=3}'])
+    with pytest.raises(ConfigError, match=r"parameter 'start' .*search\.study=NAME"):
+        open_study(as_int, url)
+
+    # a study whose trials had lr fixed cannot silently continue with lr searched
+    searched_lr = load_spec(write_spec(tmp_path, settings=SETTINGS + LR))
+    with pytest.raises(ConfigError, match=r"the spec now searches lr \(fixed at 0\.001 in its trials\)"):
+        open_study(searched_lr, url)
+
+
+def test_sampled_values_take_the_field_type_so_points_match(tmp_path: Path) -> None:
+    """An int range on a float setting: Optuna samples 0, the spec's point says 0.0; the same point all the same
+    (the enqueued point is not enqueued again, the run ids agree)."""
+    settings = '[search.settings]\nweight_decay = { kind = "int", low = 0, high = 1 }'
+    spec = load_spec(write_spec(tmp_path, settings=settings))
+    search = require_search(spec)
+    study = open_study(spec, db(tmp_path))
+    (paper,) = enqueue_points(study, spec)
+    trial = study.ask()
+    point = suggest_point(trial, search)
+    assert trial.params["weight_decay"] == 0 and point == paper and point.settings == {"weight_decay": 0.0}
+    study.tell(trial, 1.0)
+    assert enqueue_points(study, spec) == []
+    assert as_point(spec, {"schedule": PAPER, "weight_decay": 0}) == paper
 
 
 def test_search_over_clip_runs_each_clip_and_labels_its_runs(
