@@ -728,7 +728,10 @@ class LambdaSearch:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("label", point.describe())
-        runs = trial_runs(self.spec, point)
+        try:
+            runs = trial_runs(self.spec, point)
+        except ConfigError as exc:  # each setting was checked alone at load time; this combination is invalid
+            raise self._failed(trial, f"the point is not a valid run config: {exc}") from exc
         ids = [r.run_id for r in runs]
         trial.set_user_attr("run_ids", ids)
         trial.set_user_attr("seeds", [r.seed for r in runs])

@@ -33,6 +33,7 @@ from suite.search import (
     require_search,
     suggest_point,
     trial_runs,
+    trials_counted,
 )
 from suite.spec import Spec, apply_overrides, load_spec, spec_from_dict
 from suite.store import RunState, open_store
@@ -438,6 +439,34 @@ def test_sampled_values_take_the_field_type_so_points_match(tmp_path: Path) -> N
     study.tell(trial, 1.0)
     assert enqueue_points(study, spec) == []
     assert as_point(spec, {"schedule": PAPER, "weight_decay": 0}) == paper
+
+
+def test_an_invalid_combination_fails_its_trial_not_the_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each setting is checked alone at load time; a combination the config rejects fails that trial (with the
+    reason) and the study goes on."""
+    import suite.search
+
+    real = suite.search.apply_settings
+
+    def picky(base: object, settings: dict[str, object], **kw: object) -> object:
+        if settings.get("clip") == "none" and settings["schedule"] == PAPER:
+            raise ConfigError("<search>: search trial: clip none and this schedule do not go together")
+        return real(base, settings, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(suite.search, "apply_settings", picky)
+    enqueue = '[{ schedule = "3 -> -3 @ 2", clip = "none" }]'
+    spec = load_spec(write_spec(tmp_path, starts="[3]", settings=SETTINGS, enqueue=enqueue))
+    store = open_store(db(tmp_path))
+    try:
+        study = open_study(spec, db(tmp_path))
+        enqueue_points(study, spec)
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(1))
+        LambdaSearch(spec, store, executor, study).optimize(1)
+        (trial,) = study.trials
+        assert trial.state == TrialState.FAIL and "do not go together" in trial.user_attrs["error"]
+        assert trials_counted(study) == 1 and store.runs(spec="tiny") == []
+    finally:
+        store.close()
 
 
 def test_search_over_clip_runs_each_clip_and_labels_its_runs(
