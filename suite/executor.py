@@ -5,9 +5,11 @@ The coordinator (this module, in the ``python -m suite run`` process) is the onl
 coordinator ingests each result in one transaction, so a run is DONE exactly once with all its rows, or not DONE.
 
 Local execution uses one subprocess per run: one per visible GPU (pinned through ``CUDA_VISIBLE_DEVICES``) or
-``--jobs N`` CPU slots. Workers are tied to the coordinator's life (Linux ``PR_SET_PDEATHSIG``), so killing the
-coordinator, even with SIGKILL, leaves no orphan training; the next ``run`` finds their runs RUNNING with a dead pid,
-marks them LOST and resumes them from their last period checkpoint.
+``--jobs N`` CPU slots. Workers are tied to the coordinator's life (Linux ``PR_SET_PDEATHSIG``, set by the worker
+itself first thing: :func:`suite.worker.tie_to_coordinator`), so killing the coordinator, even with SIGKILL, leaves no
+orphan training; the next ``run`` finds their runs RUNNING with a dead pid, marks them LOST and resumes them from their
+last period checkpoint. Each worker runs in its own process group, so a terminal's Ctrl-C reaches the coordinator
+only, which then stops its workers in order.
 
 Warm spares. A cold worker spends most of its start-up importing torch, timm and :mod:`mlrd_core` (about 2 s of
 2.3 s on a 2-core machine). So while a slot trains, the executor can keep ONE pre-started worker for it
@@ -40,7 +42,6 @@ spare serves one run and exits, so no state leaks from run to run. Rules:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -52,7 +53,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from suite.worker import ERROR_FILE, HEARTBEAT_FILE, LOG_FILE, RESULT_FILE, RUN_FILE, read_json, write_json_atomic
+from suite.worker import (
+    COORDINATOR_ENV,
+    ERROR_FILE,
+    HEARTBEAT_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    RUN_FILE,
+    read_json,
+    write_json_atomic,
+)
 
 STALE_AFTER_S = 120.0
 #: Heartbeats are read, and ``should_stop`` asked, once per poll.
@@ -111,17 +121,6 @@ def _visible_cuda_devices() -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGKILL this worker when the coordinator dies, whatever killed it; and ignore Ctrl-C, which a
-    terminal sends to the whole process group: the coordinator alone handles it and stops its workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stays ignored across exec; Python keeps an ignored SIGINT
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def pid_alive(pid: int) -> bool:
@@ -462,13 +461,16 @@ class LocalExecutor:
     @staticmethod
     def _spawn(args: list[str], slot: Slot, *, stdout: IO[bytes], stdin: int) -> subprocess.Popen[bytes]:
         """``python -m suite.worker ARGS`` with the slot's environment, tied to the coordinator's life."""
+        # No preexec_fn (unsafe while other threads run, e.g. Optuna's heartbeat during a search): the worker ties
+        # itself to this process first thing (suite.worker.tie_to_coordinator), and its own process group keeps a
+        # terminal's Ctrl-C, which goes to the foreground group, for the coordinator alone.
         return subprocess.Popen(
             [sys.executable, "-m", "suite.worker", *args],
             stdout=stdout,
             stderr=subprocess.STDOUT,
             stdin=stdin,
-            env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1", COORDINATOR_ENV: str(os.getpid())},
+            process_group=0,
         )
 
     # ------------------------------------------------------------------------------------------ spares

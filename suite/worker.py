@@ -44,6 +44,8 @@ HEARTBEAT_FILE = "heartbeat.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "worker.log"
+#: The coordinator's pid, set in the environment of the workers it starts (see :func:`tie_to_coordinator`).
+COORDINATOR_ENV = "MLRD_COORDINATOR_PID"
 HEARTBEAT_INTERVAL_S = 2.0
 #: What a spare imports before it waits for its run: everything ``fit`` imports on a run (measured with
 #: ``python -X importtime``); a run then only pays for what its config needs beyond them (e.g. a dataset reader).
@@ -215,7 +217,27 @@ def serve_spare(spare_log: Path, assignments: IO[str] | None = None) -> int:
 USAGE = "usage: python -m suite.worker RUN_DIR   |   python -m suite.worker --spare SPARE_LOG"
 
 
+def tie_to_coordinator() -> None:
+    """When started by a coordinator (``MLRD_COORDINATOR_PID`` set): ask Linux to SIGKILL this process when the
+    coordinator's starting thread ends, whatever killed it (``PR_SET_PDEATHSIG``), and exit at once if the
+    coordinator is already gone (it died between starting this process and this call). A process started by hand
+    is left alone. Done here rather than between fork and exec, where Python code is unsafe beside other threads."""
+    expected = os.environ.get(COORDINATOR_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != int(expected):
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    tie_to_coordinator()
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "--spare":
         return serve_spare(Path(args[1]))

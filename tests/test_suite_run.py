@@ -15,7 +15,9 @@ import pytest
 from tiny_spec import write_spec
 
 from suite.cli import main
+from suite.executor import pid_alive
 from suite.store import open_store
+from suite.worker import COORDINATOR_ENV
 
 
 def metric_rows(results: Path) -> list[tuple[object, ...]]:
@@ -129,14 +131,18 @@ def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_number
     _wait_for(lambda: len(_checkpoints(coord_kill)) >= 2)
     coord.send_signal(signal.SIGKILL)
     coord.wait(timeout=30)
+    workers = [json.loads(p.read_text())["pid"] for p in (coord_kill / "runs").glob("*/heartbeat.json")]
+    _wait_for(lambda: not any(pid_alive(pid) for pid in workers))  # they die with it: no orphan training
     subprocess.run(suite_cmd("run", str(spec), "--results", str(coord_kill), "--jobs", "1"), env=env, check=True)
     assert metric_rows(coord_kill) == expected
 
-    # (3) Ctrl-C: the coordinator stops its workers, marks their runs LOST and exits 130; the same command resumes
+    # (3) Ctrl-C in a terminal (SIGINT to the foreground process group, here the coordinator's own): it reaches the
+    # coordinator only; it stops its workers, marks their runs LOST and exits 130; the same command resumes
     ctrl_c = tmp_path / "ctrl-c"
-    coord = subprocess.Popen(suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1"), env=env)
+    cmd = suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1")
+    coord = subprocess.Popen(cmd, env=env, start_new_session=True)
     _wait_for(lambda: _checkpoints(ctrl_c))
-    coord.send_signal(signal.SIGINT)
+    os.killpg(coord.pid, signal.SIGINT)
     assert coord.wait(timeout=60) == 130
     store = open_store(f"sqlite:///{ctrl_c / 'mlrd.db'}")
     try:
@@ -146,6 +152,22 @@ def test_sigkill_of_worker_and_of_coordinator_resume_to_the_uninterrupted_number
     assert len(lost) == 1 and "interrupted" in (lost[0].error or "")
     subprocess.run(suite_cmd("run", str(spec), "--results", str(ctrl_c), "--jobs", "1"), env=env, check=True)
     assert metric_rows(ctrl_c) == expected
+
+
+def test_a_worker_whose_coordinator_is_gone_before_it_starts_exits_at_once(tmp_path: Path) -> None:
+    """The worker ties itself to its coordinator first thing; if the coordinator died in between (its pid is not
+    the worker's parent any more), it exits without touching the run folder. Started by hand, it is left alone."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), COORDINATOR_ENV: str(gone.pid)}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    worker = [sys.executable, "-m", "suite.worker", str(run_dir)]
+    done = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == "" and list(run_dir.iterdir()) == []
+    by_hand = {k: v for k, v in env.items() if k != COORDINATOR_ENV}
+    done = subprocess.run(worker, env=by_hand, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "run.json does not exist" in done.stderr
 
 
 def test_printed_database_urls_hide_passwords() -> None:
