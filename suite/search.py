@@ -50,7 +50,7 @@ from suite.spec import (
     SearchSpec,
     Spec,
     apply_settings,
-    normalize_weighting_option,
+    search_point,
     search_setting_value,
 )
 
@@ -192,16 +192,14 @@ def _param_value(dist: Distribution, param: Any, name: str = "parameter") -> Any
 
 
 def _suggest(trial: Trial, name: str, dist: Distribution) -> Any:
-    """Sample parameter ``name`` (Optuna's stored form)."""
-    if dist.kind == "categorical":
-        return trial.suggest_categorical(name, [_optuna_choice(c) for c in dist.choices])
-    assert dist.low is not None and dist.high is not None
-    if dist.kind == "int":
-        step = 1 if dist.step is None else int(dist.step)
-        if dist.step is not None and step != dist.step:
-            raise ConfigError(f"search: {name}: an int parameter needs an integer step, got {dist.step}")
-        return trial.suggest_int(name, int(dist.low), int(dist.high), step=step, log=dist.log)
-    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    """Sample parameter ``name`` (Optuna's stored form) from its :func:`_optuna_distribution`."""
+    optuna_dist = _optuna_distribution(dist, name)
+    if isinstance(optuna_dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, optuna_dist.choices)
+    if isinstance(optuna_dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
+    assert isinstance(optuna_dist, optuna.distributions.FloatDistribution)
+    return trial.suggest_float(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
 
 
 def schedule_from_params(template: Mapping[str, Any], params: Mapping[str, Any]) -> Schedule:
@@ -317,31 +315,14 @@ def _show_distribution(dist: Distribution) -> str:
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def _arm_setting(config: RunConfig, key: str) -> Any:
-    """The arm's own value of a searchable setting (canonical form)."""
-    if key in SHORTHANDS:
-        return normalize_weighting_option(key, config.weighting_options.get(key))
-    return config.to_dict()[key]
-
-
 def as_point(spec: Spec, value: object) -> TrialPoint:
     """A :class:`TrialPoint` as it is; ``{"schedule": ..., <setting>: ...}``; or a bare schedule. Searched settings
     that ``value`` leaves out take the searched arm's own values."""
     if isinstance(value, TrialPoint):
         return value
     search = require_search(spec)
-    config = search_arm(spec).config
-    given: dict[str, Any] = {}
-    if isinstance(value, Mapping) and "schedule" in value:
-        given = {k: v for k, v in value.items() if k != "schedule"}
-        value = value["schedule"]
-    unknown = [key for key in given if key not in search.settings]
-    if unknown:
-        raise ConfigError(
-            f"search: {unknown[0]!r} is not a searched setting (searched: {', '.join(search.settings) or 'none'})"
-        )
-    settings = {key: given[key] if key in given else _arm_setting(config, key) for key in search.settings}
-    return TrialPoint(parse_schedule(value), _canonical_settings(settings))
+    form = search_point(value, search_arm(spec), search.settings, source=spec.source)
+    return TrialPoint(parse_schedule(form["schedule"]), {key: form[key] for key in search.settings})
 
 
 def trial_config(base: RunConfig, point: object) -> RunConfig:
@@ -593,13 +574,16 @@ def _identity_diff(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> st
     return "; ".join(parts)
 
 
-def _optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution a parameter is suggested with (see :func:`_suggest`)."""
+def _optuna_distribution(dist: Distribution, name: str) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution parameter ``name`` is suggested with (:func:`_suggest`) and checked against
+    (:func:`_check_space`)."""
     if dist.kind == "categorical":
         return optuna.distributions.CategoricalDistribution([_optuna_choice(c) for c in dist.choices])
     assert dist.low is not None and dist.high is not None
     if dist.kind == "int":
         step = 1 if dist.step is None else int(dist.step)
+        if dist.step is not None and step != dist.step:
+            raise ConfigError(f"search: {name}: an int parameter needs an integer step, got {dist.step}")
         return optuna.distributions.IntDistribution(int(dist.low), int(dist.high), log=dist.log, step=step)
     return optuna.distributions.FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
 
@@ -607,8 +591,8 @@ def _optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistrib
 def _check_space(study: optuna.Study, search: SearchSpec, url: str) -> None:
     """The spec's parameters must be compatible with those of the study's trials (Optuna refuses, mid-trial, a
     parameter whose kind, log scale or categorical choices changed): a ConfigError naming the parameter instead."""
-    ours = {k: _optuna_distribution(v) for k, v in search.schedule.items() if isinstance(v, Distribution)}
-    ours.update({key: _optuna_distribution(dist) for key, dist in search.settings.items()})
+    ours = {k: _optuna_distribution(v, k) for k, v in search.schedule.items() if isinstance(v, Distribution)}
+    ours.update({key: _optuna_distribution(dist, key) for key, dist in search.settings.items()})
     checked: set[str] = set()
     for trial in study.get_trials(deepcopy=False):
         for name, old in trial.distributions.items():

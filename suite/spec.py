@@ -79,6 +79,7 @@ __all__ = [
     "load_spec",
     "loads_spec",
     "normalize_weighting_option",
+    "search_point",
     "search_setting_value",
     "spec_from_dict",
 ]
@@ -1270,6 +1271,10 @@ def search_setting_value(key: str, value: object) -> Any:
     return _jsonable(_coerce(False if value is None else value, _RUN_TYPES[key]))
 
 
+#: The parameter kind of each numeric run-config type (other settings are searched by categorical choices only).
+_NUMERIC_KINDS: dict[Any, str] = {int: "int", int | None: "int", float: "float", float | None: "float"}
+
+
 def _load_search_settings(
     ctx: _Ctx, table: Mapping[str, Any], arm: Arm, template: Mapping[str, Any]
 ) -> dict[str, Distribution]:
@@ -1296,8 +1301,7 @@ def _load_search_settings(
                 f"arm ({arm.where})",
             )
         dist = _load_distribution(ctx, value, spath)
-        numeric = {int: "int", int | None: "int", float: "float", float | None: "float"}
-        field_kind = None if key in SHORTHANDS else numeric.get(_RUN_TYPES[key])
+        field_kind = None if key in SHORTHANDS else _NUMERIC_KINDS.get(_RUN_TYPES[key])
         if dist.kind != "categorical" and field_kind is None:
             raise ctx.error(spath, f'{key} is not numeric: use {{kind = "categorical", choices = [...]}}')
         if dist.kind == "float" and field_kind == "int":
@@ -1346,9 +1350,19 @@ def _load_search_point(
         if key in given:
             point[key] = _search_setting_value(ctx, key, given[key], f"{path}.{key}")
         else:
-            current = arm.config.weighting_options.get(key) if key in SHORTHANDS else arm.config.to_dict()[key]
+            current = arm.config.weighting_options.get(key) if key in SHORTHANDS else getattr(arm.config, key)
             point[key] = _search_setting_value(ctx, key, current, f"{path}.{key}")
     return point
+
+
+def search_point(
+    value: object, arm: Arm, settings: Mapping[str, Distribution], *, source: str = "<search>", path: str = "point"
+) -> dict[str, Any]:
+    """A point of a search over ``arm`` as an ``enqueue`` entry reads: a schedule (any form), or ``{schedule = ...,
+    <setting> = ...}``; the result is ``{"schedule": <canonical table>, <setting>: <canonical value>, ...}`` with
+    every setting of ``settings``, those that ``value`` leaves out at the arm's own values. Errors name
+    ``source: path``."""
+    return _load_search_point(_Ctx(source), value, path, arm, settings)
 
 
 def apply_settings(
