@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from suite.benchmarks.overhead import tiny_config
+from suite.benchmarks.overhead import TinyRun, tiny_runs
+from suite.commands._common import planned_rows
 from suite.executor import SPARES_DIR, LocalExecutor, Slot, local_slots, pid_alive, spares_pay_off
-from suite.plan import run_id_for
 from suite.store import RunState, open_store
 from suite.worker import RESULT_FILE, read_json
 from suite.worker import main as worker_main
@@ -27,13 +27,6 @@ from suite.worker import main as worker_main
 #: One CPU slot of one thread: two xdist workers share the 2 cores, and numbers are comparable across runs.
 ONE_THREAD = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SLOT = Slot("cpu0", device="cpu", env=ONE_THREAD, threads=1)
-
-
-class _Run:
-    def __init__(self, seed: int) -> None:
-        self.config = tiny_config(4)
-        self.seed = seed
-        self.run_id = run_id_for(self.config, seed)
 
 
 class Recorder:
@@ -64,14 +57,11 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     yield rec
 
 
-def _planned(folder: Path, seeds: list[int], *, spec: str = "w") -> tuple[list[_Run], Any]:
+def _planned(folder: Path, seeds: list[int], *, spec: str = "w") -> tuple[list[TinyRun], Any]:
     """The runs of ``seeds`` and a fresh store in ``folder`` where they are PLANNED (under ``spec``)."""
-    runs = [_Run(seed) for seed in seeds]
+    runs = tiny_runs(seeds, spec=spec)
     store = open_store(f"sqlite:///{folder / 'mlrd.db'}")
-    store.add_planned(
-        {"run_id": r.run_id, "spec": spec, "group": "g", "arm": "a", "seed": r.seed, "config": r.config.to_dict()}
-        for r in runs
-    )
+    store.add_planned(planned_rows(runs))
     return runs, store
 
 

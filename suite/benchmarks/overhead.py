@@ -26,7 +26,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +73,23 @@ def tiny_config(images: int = 4) -> Any:
 
 
 @dataclass(frozen=True)
-class _Run:
+class TinyRun:
+    """One run of :func:`tiny_config` as the executor and the store take it, without a spec file."""
+
     run_id: str
     seed: int
     config: Any
+    spec: str = SPEC_NAME
+    group: str = "bench"
+    arm: str = "tiny"
+
+
+def tiny_runs(seeds: Iterable[int], *, images: int = 4, spec: str = SPEC_NAME) -> list[TinyRun]:
+    """One :class:`TinyRun` per seed (``tiny_config(images)``, content-hashed like any planned run)."""
+    from suite.plan import run_id_for
+
+    config = tiny_config(images)
+    return [TinyRun(run_id=run_id_for(config, seed), seed=seed, config=config, spec=spec) for seed in seeds]
 
 
 @dataclass(frozen=True)
@@ -197,26 +210,17 @@ class _Batch:
     seconds: float
 
 
-def _batch(mode: str, runs: list[_Run], *, jobs: int, folder: Path) -> _Batch:
+def _batch(mode: str, runs: list[TinyRun], *, jobs: int, folder: Path) -> _Batch:
     """Execute ``runs`` in ``mode`` into a fresh store under ``folder``; per run (in finishing order) its wall and
     fit time, how its worker started, whether it was its slot's first run; and the whole call's wall time."""
+    from suite.commands._common import planned_rows
     from suite.executor import LocalExecutor, local_slots
     from suite.store import open_store
     from suite.worker import RESULT_FILE, read_json
 
     store = open_store(f"sqlite:///{folder / 'mlrd.db'}")
     try:
-        store.add_planned(
-            {
-                "run_id": r.run_id,
-                "spec": SPEC_NAME,
-                "group": "bench",
-                "arm": "tiny",
-                "seed": r.seed,
-                "config": r.config.to_dict(),
-            }
-            for r in runs
-        )
+        store.add_planned(planned_rows(runs))
         executor = LocalExecutor(
             store, runs_dir=folder / "runs", slots=local_slots(jobs), max_attempts=1, warm=mode == "warm"
         )
@@ -266,10 +270,8 @@ def run_overhead_benchmark(
     if runs < 1 or rounds < 1 or jobs < 1 or images < 1:
         raise ValueError(f"runs, rounds, jobs and images must be >= 1, got {runs}, {rounds}, {jobs}, {images}")
     from suite.executor import local_slots
-    from suite.plan import run_id_for
 
-    config = tiny_config(images)
-    planned = [_Run(run_id=run_id_for(config, seed), seed=seed, config=config) for seed in range(runs)]
+    planned = tiny_runs(range(runs), images=images)
     cases = []
     batches: dict[str, list[_Batch]] = {m: [] for m in MODES}
     for round_index in range(rounds):

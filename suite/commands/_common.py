@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,9 @@ def open_db(args: argparse.Namespace) -> Any:
     return open_store(db_url(args))
 
 
-def planned_rows(runs: list[PlannedRun]) -> list[dict[str, Any]]:
+def planned_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """The store's rows of planned runs: anything with ``run_id``, ``spec``, ``group``, ``arm``, ``seed`` and a
+    ``config`` (a :class:`~suite.plan.PlannedRun`, or a benchmark's tiny run)."""
     return [
         {
             "run_id": r.run_id,
