@@ -155,7 +155,6 @@ class _Spare:
     proc: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
-    started: float
 
 
 def _profile(slot: Slot) -> tuple[str, tuple[tuple[str, str], ...], int | None]:
@@ -509,7 +508,7 @@ class LocalExecutor:
             log.close()
             self._forget_spare_log(log_path)
             raise
-        return _Spare(slot=slot, proc=proc, log_path=log_path, log=log, started=time.time())
+        return _Spare(slot=slot, proc=proc, log_path=log_path, log=log)
 
     def _take_spare(self, slot: Slot, run: Any) -> _Spare | None:
         """Hand ``run``'s folder to a spare of ``slot``'s profile (its own first); None when there is none or it
@@ -529,13 +528,7 @@ class LocalExecutor:
                 return spare
             except BrokenPipeError:  # it died between poll() and the write
                 pass
-        if spare.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                spare.proc.stdin.close()
-        code = spare.proc.wait()
-        spare.log.close()
-        why = _tail(spare.log_path)
-        self._forget_spare_log(spare.log_path)
+        code, why = self._reap_spare(spare, kill=False, output=True)  # it ended on its own: its own exit code
         self._spare_failed(run, slot, code, why=why)
         return None
 
@@ -559,18 +552,25 @@ class LocalExecutor:
         self._discard_spares()
 
     def _discard_spares(self) -> None:
-        """Kill every idle spare and remove its log (a spare holds no state: SIGKILL is safe and immediate)."""
+        """End every idle spare (see :meth:`_reap_spare`)."""
         spares, self._spares = self._spares, []
         for spare in spares:
-            if spare.proc.poll() is None:
-                spare.proc.kill()
-        for spare in spares:
-            spare.proc.wait()
-            if spare.proc.stdin is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    spare.proc.stdin.close()
-            spare.log.close()
-            self._forget_spare_log(spare.log_path)
+            self._reap_spare(spare)
+
+    def _reap_spare(self, spare: _Spare, *, kill: bool = True, output: bool = False) -> tuple[int, str]:
+        """End a spare that has no run: close its pipe, SIGKILL it if ``kill`` and it still runs (it holds no state,
+        so that is safe and immediate), wait for it, close and remove its log. Returns its exit code and, with
+        ``output``, the end of what it printed."""
+        if spare.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                spare.proc.stdin.close()
+        if kill and spare.proc.poll() is None:
+            spare.proc.kill()
+        code = spare.proc.wait()
+        spare.log.close()
+        printed = _tail(spare.log_path) if output else ""
+        self._forget_spare_log(spare.log_path)
+        return code, printed
 
     def _forget_spare_log(self, path: Path) -> None:
         path.unlink(missing_ok=True)
