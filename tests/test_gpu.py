@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_spec import TINY_CONFIG
 
-from mlrd_core.config import RunConfig
 from mlrd_core.losses import LOSS_NAMES, compute_losses
 from mlrd_core.model import create_depth_model
 from mlrd_core.trainer import CHECKPOINT_NAME, fit
@@ -93,15 +93,8 @@ def test_depth_model_forward_under_bf16_autocast(encoder: str) -> None:
 
 @pytest.mark.parametrize("amp", ["auto", "fp16"])
 def test_fit_on_cuda_with_amp_and_channels_last(amp: str, tmp_path: Path) -> None:
-    config = RunConfig(
-        encoder="test_resnet",
-        decoder_width=32,
+    config = TINY_CONFIG.replace(
         input_size=(64, 64),
-        epochs=2,
-        batch_size=4,
-        periods_per_epoch=2,
-        eval_batch_size=8,
-        lr=1e-3,
         dataset_options={"length": 16, "height": 64, "width": 64, "val": {"length": 4}, "test": {"length": 4}},
         losses="L",
         amp=amp,

@@ -12,24 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_spec import TINY_CONFIG as TINY
 
 from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, NonFiniteLossError
 from mlrd_core.trainer import CHECKPOINT_NAME, epoch_batches, fit, load_checkpoint, period_ends
 from suite.cli import main
-
-TINY = RunConfig(
-    encoder="test_resnet",
-    decoder_width=32,
-    input_size=(32, 32),
-    epochs=2,
-    batch_size=4,
-    periods_per_epoch=2,
-    eval_batch_size=8,
-    lr=1e-3,
-    dataset_options={"length": 16, "height": 32, "width": 32, "val": {"length": 4}, "test": {"length": 4}},
-    losses="L^0 | L^1 | {l_D^4}",
-)
 
 
 def test_period_ends_split_the_epoch_evenly() -> None:

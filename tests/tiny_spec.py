@@ -1,9 +1,27 @@
-"""A tiny two-arm spec for end-to-end tests (test_resnet at 32x32, a few synthetic scenes, seconds per run)."""
+"""A tiny run config and a tiny two-arm spec for end-to-end tests (test_resnet at 32x32, a few synthetic scenes,
+seconds per run)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from mlrd_core.config import RunConfig
+
+#: The trainer's tiny run: test_resnet at 32x32, 2 epochs of 4 batches, 2 periods per epoch, the losses of two scales
+#: plus one (seconds on CPU). Tests change what they need with ``TINY_CONFIG.replace(...)``.
+TINY_CONFIG = RunConfig(
+    encoder="test_resnet",
+    decoder_width=32,
+    input_size=(32, 32),
+    epochs=2,
+    batch_size=4,
+    periods_per_epoch=2,
+    eval_batch_size=8,
+    lr=1e-3,
+    dataset_options={"length": 16, "height": 32, "width": 32, "val": {"length": 4}, "test": {"length": 4}},
+    losses="L^0 | L^1 | {l_D^4}",
+)
 
 SPEC = """
 [spec]
