@@ -15,6 +15,7 @@ import pandas as pd
 
 from suite.plan import PlannedRun
 from suite.report import (
+    ReportTable,
     TableLayout,
     build_table,
     render_csv,
@@ -69,11 +70,16 @@ def layout_for(spec: Spec, table: Table) -> TableLayout:
     )
 
 
-def _render_metric_table(spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame) -> dict[str, str]:
+def metric_table_model(spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame) -> ReportTable:
+    """The report model of a metric table: what every rendering (Markdown, LaTeX, CSV, HTML) prints."""
     layout = layout_for(spec, table)
     summary = summarize(metrics, split=table.split)
     refs = references_frame(spec, table.metrics) if table.references else None
-    model = build_table(summary, layout, descriptors_frame(runs), refs)
+    return build_table(summary, layout, descriptors_frame(runs), refs)
+
+
+def _render_metric_table(spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame) -> dict[str, str]:
+    model = metric_table_model(spec, table, runs, metrics)
     return {"md": render_markdown(model), "latex": render_latex(model), "csv": render_csv(model)}
 
 
@@ -95,11 +101,9 @@ def timing_frame(table: Table, runs: Sequence[PlannedRun], timings: pd.DataFrame
     return stats.sort_values(["_order", "name"]).drop(columns="_order").reset_index(drop=True)
 
 
-def _render_timing_table(table: Table, runs: Sequence[PlannedRun], timings: pd.DataFrame) -> dict[str, str]:
-    stats = timing_frame(table, runs, timings)
-    if stats.empty:
-        note = f"{table.title}: no finished runs yet"
-        return {"md": f"### {table.title}\n\nno finished runs yet\n", "latex": f"% {note}\n", "csv": "group,arm,name\n"}
+def timing_table_display(table: Table, stats: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The shown cells of a timing table (one row per arm: ``Arm``, ``n``, one column per timing, Markdown-escaped
+    arm labels) from :func:`timing_frame`'s ``stats``, and its legend."""
     wide_rows = []
     for (_group, arm), part in stats.groupby(["group", "arm"], sort=False):
         row: dict[str, str] = {"Arm": str(arm).replace("|", "\\|"), "n": str(int(part["n"].max()))}
@@ -114,10 +118,18 @@ def _render_timing_table(table: Table, runs: Sequence[PlannedRun], timings: pd.D
                 cell += f" (×{rec['ratio']:.2f})"
             row[name] = cell
         wide_rows.append(row)
-    wide = pd.DataFrame(wide_rows)
     legend = "seconds, mean ± std over seeds"
     if table.ratio_to:
         legend += f"; (×r): ratio of the mean to arm {table.ratio_to!r}"
+    return pd.DataFrame(wide_rows), legend
+
+
+def _render_timing_table(table: Table, runs: Sequence[PlannedRun], timings: pd.DataFrame) -> dict[str, str]:
+    stats = timing_frame(table, runs, timings)
+    if stats.empty:
+        note = f"{table.title}: no finished runs yet"
+        return {"md": f"### {table.title}\n\nno finished runs yet\n", "latex": f"% {note}\n", "csv": "group,arm,name\n"}
+    wide, legend = timing_table_display(table, stats)
     md = f"### {table.title}\n\n{wide.to_markdown(index=False)}\n\n{legend}\n"
     wide["Arm"] = wide["Arm"].str.replace("\\|", "|", regex=False)
     latex = wide.to_latex(index=False, caption=f"{table.title} ({legend})").replace("±", r"$\pm$")
