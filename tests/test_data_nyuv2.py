@@ -2,7 +2,14 @@
 
 ``nyuv2``: an HDF5 file with MATLAB's 512-byte v7.3 header and MATLAB's transposed storage (an H×W×3×N
 MATLAB array is the C-order (N, 3, W, H) dataset), plus a v5 ``splits.mat`` with 1-based column vectors.
-``nyuv2-zip``: zips in the authors' and DenseDepth's layouts (CSV + PNG/JPG + 8/16-bit PNG depth).
+``nyuv2-zip``: zips in the authors' and DenseDepth's layouts (CSV + PNG/JPG + 8/16-bit PNG depth). Where the
+layouts come from: the authors' ``train.py`` and ``utils/get_data.py`` (github.com/jaehanlee-mcl/
+multi-loss-rebalancing-depth) read ``train795.zip`` / ``train_reduced05.zip`` / ``test654.zip`` with the CSVs
+``train795/train.csv``, ``train_reduced05/train.csv``, ``test654/test.csv``, rows ``rgb_member,depth_member``
+without a header, 16-bit PNG depth read as ``v / (2^16 - 1) · 10`` (``utils/data.py``); DenseDepth's README and
+``data.py`` (github.com/ialhashim/DenseDepth) describe ``nyu_data.zip`` with ``data/nyu2_train.csv`` (JPG + 8-bit
+PNG under ``data/nyu2_train/<scene>/``) and ``data/nyu2_test.csv`` (PNG + 16-bit PNG in millimetres). The member
+names inside the authors' zips are not published; the tests use plausible ones.
 """
 
 from __future__ import annotations
@@ -302,7 +309,7 @@ def authors_zip(tmp_path: Path, zframes: ZipFrames) -> Path:
 
 
 def test_authors_zip_round_trip_and_scale(authors_zip: Path, zframes: ZipFrames) -> None:
-    dataset = make_dataset("nyuv2-zip", root=authors_zip.parent, split="train")
+    dataset = make_dataset("nyuv2-zip", root=authors_zip.parent, split="train", train_set="labeled795")
     assert isinstance(dataset, nyu.NYUv2Zip) and dataset.csv == "train795/train.csv" and len(dataset) == 2
     for n in range(2):
         item = dataset[n]
@@ -314,7 +321,7 @@ def test_authors_zip_round_trip_and_scale(authors_zip: Path, zframes: ZipFrames)
         assert torch.equal(item["mask"][0], torch.from_numpy(zframes.depth16[n] > 0))
         assert not item["mask"][0, 0, 1] and item["depth"][0, 0, 1] == 0
     assert float(dataset[0]["depth"].max()) <= 10.0
-    scaled = nyu.NYUv2Zip(zip_path=authors_zip, depth_scale=0.001)
+    scaled = nyu.NYUv2Zip(zip_path=authors_zip, train_set="labeled795", depth_scale=0.001)
     assert scaled[0]["depth"][0, 2, 3] == pytest.approx(zframes.depth16[0][2, 3] * 0.001)
 
 
@@ -424,3 +431,129 @@ def test_zip_content_errors(
     write_zip(tmp_path / "t.zip", members)
     with pytest.raises(DataError, match=message):
         nyu.NYUv2Zip(zip_path=tmp_path / "t.zip", csv="t.csv")[0]
+
+
+# ------------------------------------------------------------------------------- training sets, provenance
+def authors_sequences_zip(path: Path, zframes: ZipFrames, csv_root: str = "train_reduced05") -> Path:
+    """The authors' sequence zip: ``train_reduced05/train.csv`` (train.py's commented-out default), 16-bit depth."""
+    members = {
+        f"{csv_root}/train.csv": (
+            f"{csv_root}/bedroom_0001/rgb_00000.jpg,{csv_root}/bedroom_0001/depth_00000.png\n"
+            f"{csv_root}/bedroom_0001/rgb_00005.jpg,{csv_root}/bedroom_0001/depth_00005.png\n"
+        ).encode()
+    }
+    for n, frame in enumerate(("00000", "00005")):
+        members[f"{csv_root}/bedroom_0001/rgb_{frame}.jpg"] = jpg_bytes(zframes.rgb[n])
+        members[f"{csv_root}/bedroom_0001/depth_{frame}.png"] = png_bytes(zframes.depth16[n])
+    write_zip(path, members)
+    return path
+
+
+def test_train_reads_the_sequences_by_default(authors_zip: Path, zframes: ZipFrames) -> None:
+    root = authors_zip.parent
+    sequences = authors_sequences_zip(root / "train_reduced05.zip", zframes)
+    dataset = make_dataset("nyuv2-zip", root=root, split="train")  # train795.zip is there too: not taken
+    assert isinstance(dataset, nyu.NYUv2Zip)
+    assert (dataset.zip_path, dataset.csv, dataset.train_set) == (sequences, "train_reduced05/train.csv", "sequences")
+    labeled = make_dataset("nyuv2-zip", root=root, split="train", train_set="labeled795")
+    assert labeled.zip_path == authors_zip and labeled.csv == "train795/train.csv"  # type: ignore[attr-defined]
+    # The test split ignores train_set (a spec's dataset_options are shared by the splits).
+    with pytest.raises(DataError, match="no NYUv2 zip for split 'test'"):
+        nyu.NYUv2Zip(root, split="test", train_set="labeled795")
+
+
+def test_only_the_795_frames_is_an_error_naming_the_option(authors_zip: Path) -> None:
+    with pytest.raises(DataError, match=r'holds only train795\.zip.*set train_set = "labeled795"'):
+        make_dataset("nyuv2-zip", root=authors_zip.parent, split="train")
+    with pytest.raises(DataError, match=r'holds train795/train\.csv .*set train_set = "labeled795"'):
+        nyu.NYUv2Zip(zip_path=authors_zip)
+    with pytest.raises(DataError, match=r"is the labeled795 training set, but train_set is .sequences."):
+        nyu.NYUv2Zip(zip_path=authors_zip, csv="train795/train.csv")
+    with pytest.raises(DataError, match=r"unknown NYUv2 train_set 'all'; valid: sequences, labeled795"):
+        nyu.NYUv2Zip(zip_path=authors_zip, train_set="all")
+
+
+def test_sequence_zip_names_and_densedepth_fallback(tmp_path: Path, zframes: ZipFrames) -> None:
+    # The authors' README labels the download "train7_reduced05.zip"; the zip holds train_reduced05/train.csv.
+    authors_sequences_zip(tmp_path / "train7_reduced05.zip", zframes)
+    assert nyu.NYUv2Zip(tmp_path).zip_path.name == "train7_reduced05.zip"
+    other = tmp_path / "dense"
+    other.mkdir()
+    write_zip(
+        other / "nyu_data.zip",
+        {
+            "data/nyu2_train.csv": b"data/nyu2_train/a/1.jpg,data/nyu2_train/a/1.png\n",
+            "data/nyu2_train/a/1.jpg": jpg_bytes(zframes.rgb[0]),
+            "data/nyu2_train/a/1.png": png_bytes((zframes.depth16[0] >> 8).astype(np.uint8)),
+        },
+    )
+    write_zip(other / "train795.zip", {"train795/train.csv": b""})
+    assert nyu.NYUv2Zip(other).zip_path.name == "nyu_data.zip"  # DenseDepth's sequences before the 795 frames
+
+
+def entries_hash(path: Path) -> str:
+    """The documented fingerprint, computed independently: sha256 of sorted 'name\\tcrc32\\tsize\\n' lines."""
+    import hashlib
+
+    with zipfile.ZipFile(path) as archive:
+        lines = sorted(f"{i.filename}\t{i.CRC:08x}\t{i.file_size}\n" for i in archive.infolist())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def test_zip_sources_record_name_size_items_and_hash(tmp_path: Path, zframes: ZipFrames) -> None:
+    from mlrd_core.data.provenance import dataset_sources
+
+    path = authors_sequences_zip(tmp_path / "train_reduced05.zip", zframes)
+    dataset = make_dataset("nyuv2-zip", root=tmp_path, size=(4, 4), augment=True)  # wrapped: still reported
+    (source,) = dataset_sources(dataset)
+    assert source == {
+        "name": "train_reduced05.zip",
+        "path": str(path.resolve()),
+        "kind": "zip",
+        "bytes": path.stat().st_size,
+        "items": 2,
+        "hash": entries_hash(path),
+        "hash_kind": "zip-entries-sha256",
+        "settings": {
+            "split": "train",
+            "csv": "train_reduced05/train.csv",
+            "depth_scale": None,
+            "train_set": "sequences",
+        },
+    }
+    # The same members stored with another compression: same content, same hash; one changed member: another.
+    with zipfile.ZipFile(path) as archive, zipfile.ZipFile(tmp_path / "copy.zip", "w", zipfile.ZIP_DEFLATED) as out:
+        for info in archive.infolist():
+            out.writestr(info.filename, archive.read(info.filename))
+    assert nyu.NYUv2Zip(zip_path=tmp_path / "copy.zip").sources[0]["hash"] == source["hash"]
+    authors_sequences_zip(tmp_path / "changed.zip", ZipFrames())
+    with zipfile.ZipFile(tmp_path / "changed.zip", "a") as archive:
+        archive.writestr("train_reduced05/extra.txt", b"x")
+    assert nyu.NYUv2Zip(zip_path=tmp_path / "changed.zip").sources[0]["hash"] != source["hash"]
+
+
+def test_labeled_sources_record_both_files(nyu_root: Path) -> None:
+    import hashlib
+
+    dataset = nyu.NYUv2Labeled(nyu_root, split="test", depth="raw")
+    mat, splits = dataset.sources
+    assert (mat["name"], mat["kind"], mat["items"], mat["hash_kind"]) == (nyu.LABELED_FILE, "file", 2, "sha256")
+    assert mat["bytes"] == (nyu_root / nyu.LABELED_FILE).stat().st_size
+    assert mat["hash"] == hashlib.sha256((nyu_root / nyu.LABELED_FILE).read_bytes()).hexdigest()
+    assert mat["settings"] == {"split": "test", "depth": "raw"}
+    assert splits["name"] == nyu.SPLITS_FILE and splits["items"] == 2
+    assert [s["name"] for s in nyu.NYUv2Labeled(nyu_root, split="all").sources] == [nyu.LABELED_FILE]
+
+
+def test_large_files_hash_head_tail_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from mlrd_core.data import provenance
+
+    monkeypatch.setattr(provenance, "WHOLE_FILE_LIMIT", 10)
+    monkeypatch.setattr(provenance, "HEAD_TAIL_BYTES", 4)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"0123456789abcdef")
+    record = provenance.file_source(path, 1)
+    assert record["hash_kind"] == "head-tail-sha256"
+    assert record["hash"] == hashlib.sha256(b"16\n0123cdef").hexdigest()

@@ -15,9 +15,12 @@ rawDepths  480×640×1449 single     (1449, 640, 480) = (N, W, H)     raw depth,
 so the pixel at row ``r``, column ``c`` of image ``n`` is ``images[n, :, c, r]``. ``splits.mat`` is a v5
 file with ``trainNdxs`` (795×1) and ``testNdxs`` (654×1), double, **1-based** indices into the 1449 frames.
 
-``nyuv2-zip`` reads the zips of the paper's authors (``train795.zip`` with ``train795/train.csv``,
-``test654.zip`` with ``test654/test.csv``) and of DenseDepth (``nyu_data.zip`` with ``data/nyu2_train.csv``
-and ``data/nyu2_test.csv``): each CSV row is ``rgb_member,depth_member``; RGB is JPG or PNG, depth a PNG.
+``nyuv2-zip`` reads the zips of the paper's authors (``train_reduced05.zip`` with ``train_reduced05/train.csv``,
+frames of the training sequences; ``train795.zip`` with ``train795/train.csv``, the 795 labelled training frames;
+``test654.zip`` with ``test654/test.csv``) and of DenseDepth (``nyu_data.zip`` with ``data/nyu2_train.csv``, frames
+of the training sequences, and ``data/nyu2_test.csv``): each CSV row is ``rgb_member,depth_member``; RGB is JPG or
+PNG, depth a PNG. The ``train`` split reads a sequence set by default, as the paper trains ("the sequences of the
+training split", §4.2); the 795 labelled frames only with ``train_set="labeled795"``.
 Depth in metres is ``value · depth_scale``. Unless the known layout says otherwise, the full range of the
 PNG's bit depth is 10 m: ``v / 65535 · 10`` for 16-bit PNGs (the authors' code), ``v / 255 · 10`` for
 8-bit ones (DenseDepth's training maps). DenseDepth's test maps are 16-bit **millimetres**, so
@@ -50,6 +53,7 @@ from torch.utils.data import Dataset
 
 from mlrd_core.data import register_dataset
 from mlrd_core.data.colorization import fill_depth_colorization
+from mlrd_core.data.provenance import Source, file_source, zip_source
 from mlrd_core.errors import DataError
 
 #: File names of the official release (https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html).
@@ -307,6 +311,20 @@ class NYUv2Labeled(_PerProcessHandle):
             key = f"nyuv2-raw-filled-{self.mat_path.stem}-{size}-alpha{self.fill_alpha:g}"
             self._cache_dir = Path(cache_dir) / key
         self._memory_cache: dict[int, np.ndarray] = {}
+        self._splits_path = None if split == "all" else _resolve(splits_path, root, SPLITS_FILE, "splits_path")
+        self._sources: list[Source] | None = None
+
+    @property
+    def sources(self) -> list[Source]:
+        """The labelled ``.mat`` (and ``splits.mat``) read, with sizes, item counts and hashes."""
+        if self._sources is None:
+            settings = {"split": self.split, "depth": self.depth_kind}
+            if self.depth_kind == "raw-filled":
+                settings["fill_alpha"] = self.fill_alpha  # type: ignore[assignment]
+            self._sources = [file_source(self.mat_path, len(self), settings=settings)]
+            if self._splits_path is not None:
+                self._sources.append(file_source(self._splits_path, len(self)))
+        return [dict(s) for s in self._sources]
 
     def _open_handle(self) -> h5py.File:
         return _open_labeled(self.mat_path)
@@ -357,27 +375,51 @@ register_dataset("nyuv2")(NYUv2Labeled)
 
 
 # -------------------------------------------------------------------------------------------------- zip
+#: Training sets of ``nyuv2-zip`` (option ``train_set``): frames of the training *sequences* (the paper's data,
+#: the default) or the 795 labelled training frames.
+TRAIN_SETS = ("sequences", "labeled795")
+#: How a spec asks for the 795 labelled frames; named in the error when only they are present.
+LABELED795_OPTION = 'train_set = "labeled795"'
+
+
 @dataclass(frozen=True)
 class ZipLayout:
-    """A known CSV inside a NYUv2 zip: its split and depth scale (None: full PNG range = 10 m)."""
+    """A known CSV inside a NYUv2 zip: its split, training set (None for test), depth scale (None: full PNG
+    range = 10 m) and where it comes from."""
 
     csv: str
     split: str
+    train_set: str | None
     depth_scale: float | None
     source: str
 
 
 #: CSVs looked for, in this order, when ``csv`` is not given.
 KNOWN_ZIP_LAYOUTS = (
-    ZipLayout("train795/train.csv", "train", None, "Lee & Kim train795.zip, 16-bit PNG, v/65535·10 m"),
-    ZipLayout("test654/test.csv", "test", None, "Lee & Kim test654.zip, 16-bit PNG, v/65535·10 m"),
-    ZipLayout("train_reduced05/train.csv", "train", None, "Lee & Kim train_reduced05.zip"),
-    ZipLayout("data/nyu2_train.csv", "train", None, "DenseDepth nyu_data.zip, 8-bit PNG, v/255·10 m"),
-    ZipLayout("data/nyu2_test.csv", "test", 0.001, "DenseDepth nyu_data.zip, 16-bit PNG in millimetres"),
+    ZipLayout(
+        "train_reduced05/train.csv",
+        "train",
+        "sequences",
+        None,
+        "Lee & Kim train_reduced05.zip, training-sequence frames, 16-bit PNG, v/65535·10 m",
+    ),
+    ZipLayout(
+        "data/nyu2_train.csv", "train", "sequences", None, "DenseDepth nyu_data.zip, 50K sequence frames, 8-bit PNG"
+    ),
+    ZipLayout("train795/train.csv", "train", "labeled795", None, "Lee & Kim train795.zip, 16-bit PNG, v/65535·10 m"),
+    ZipLayout("test654/test.csv", "test", None, None, "Lee & Kim test654.zip, 16-bit PNG, v/65535·10 m"),
+    ZipLayout("data/nyu2_test.csv", "test", None, 0.001, "DenseDepth nyu_data.zip, 16-bit PNG in millimetres"),
 )
 
-#: Zip names looked for in ``root`` when ``zip_path`` is not given.
-ZIP_NAMES = {"train": ("train795.zip", "nyu_data.zip"), "test": ("test654.zip", "nyu_data.zip")}
+#: Zip names looked for in ``root`` when ``zip_path`` is not given, per split and training set, in this order.
+#: The authors' README labels the sequence zip's download ``train7_reduced05.zip``; their train.py reads it as
+#: ``train_reduced05.zip``: both names are found.
+ZIP_NAMES = {
+    ("train", "sequences"): ("train_reduced05.zip", "train7_reduced05.zip", "nyu_data.zip"),
+    ("train", "labeled795"): ("train795.zip",),
+    ("test", None): ("test654.zip", "nyu_data.zip"),
+}
+SPLITS_ZIP = ("train", "test")
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -411,15 +453,21 @@ class NYUv2Zip(_PerProcessHandle):
     """NYUv2 pairs listed in a CSV inside a zip (``nyuv2-zip``), read straight from the zip.
 
     Args:
-        root: folder holding the zip (``train795.zip`` / ``test654.zip``, else ``nyu_data.zip``).
+        root: folder holding the zips. ``train`` looks for ``train_reduced05.zip`` (or ``train7_reduced05.zip``),
+            else ``nyu_data.zip``; with ``train_set="labeled795"``, ``train795.zip``. ``test`` looks for
+            ``test654.zip``, else ``nyu_data.zip``.
         split: ``train`` or ``test``; picks the zip and CSV when they are not given.
+        train_set: ``sequences`` (default: frames of the training sequences, what the paper trains on) or
+            ``labeled795`` (the 795 labelled training frames). Ignored by ``test``. With only the 795 set present,
+            the default is an error that names this option.
         zip_path: the zip file.
         csv: the CSV member listing ``rgb_member,depth_member`` rows; by default the first of
-            :data:`KNOWN_ZIP_LAYOUTS` present for ``split``, else the zip's only CSV.
+            :data:`KNOWN_ZIP_LAYOUTS` present for ``split`` (and ``train_set``), else the zip's only CSV.
         depth_scale: metres per PNG unit. Default: the known layout's (0.001 for DenseDepth's test maps in mm),
             else ``10 / (2^bits - 1)``: ``v / 65535 · 10`` for 16-bit PNGs, ``v / 255 · 10`` for 8-bit ones.
 
-    Member paths in the CSV are looked up as written, then relative to the CSV's folder.
+    Member paths in the CSV are looked up as written, then relative to the CSV's folder. :attr:`sources` records
+    the zip read (see :mod:`mlrd_core.data.provenance`).
     """
 
     def __init__(
@@ -427,22 +475,22 @@ class NYUv2Zip(_PerProcessHandle):
         root: str | os.PathLike[str] | None = None,
         *,
         split: str = "train",
+        train_set: str = "sequences",
         zip_path: str | os.PathLike[str] | None = None,
         csv: str | None = None,
         depth_scale: float | None = None,
     ) -> None:
-        if split not in ZIP_NAMES:
-            raise DataError(f"unknown NYUv2 zip split {split!r}; valid splits: {', '.join(ZIP_NAMES)}")
+        if split not in SPLITS_ZIP:
+            raise DataError(f"unknown NYUv2 zip split {split!r}; valid splits: {', '.join(SPLITS_ZIP)}")
+        if train_set not in TRAIN_SETS:
+            raise DataError(f"unknown NYUv2 train_set {train_set!r}; valid: {', '.join(TRAIN_SETS)}")
+        self.split = split
+        self.train_set: str | None = train_set if split == "train" else None
         if zip_path is None:
             if root is None:
                 raise DataError("nyuv2-zip needs root= (a folder with the zip) or zip_path=")
-            names = ZIP_NAMES[split]
-            found = [Path(root) / name for name in names if (Path(root) / name).is_file()]
-            if not found:
-                raise DataError(f"no NYUv2 zip for split {split!r} in {root}; expected one of {', '.join(names)}")
-            zip_path = found[0]
+            zip_path = self._find_zip(Path(root))
         self.zip_path = Path(zip_path)
-        self.split = split
         if depth_scale is not None and not (math.isfinite(depth_scale) and depth_scale > 0):
             raise DataError(f"depth_scale must be a positive number of metres per unit, got {depth_scale}")
         with _open_zip(self.zip_path) as archive:
@@ -450,25 +498,78 @@ class NYUv2Zip(_PerProcessHandle):
             self.csv, layout_scale = self._pick_csv(csv, members)
             self.depth_scale = depth_scale if depth_scale is not None else layout_scale
             self.pairs = self._read_pairs(archive, members)
+        self._sources: list[Source] | None = None
+
+    def _find_zip(self, root: Path) -> Path:
+        """The first zip of :data:`ZIP_NAMES` for this split and training set present in ``root``."""
+        names = ZIP_NAMES[(self.split, self.train_set)]
+        for name in names:
+            if (root / name).is_file():
+                return root / name
+        if self.train_set == "sequences" and (root / "train795.zip").is_file():
+            raise DataError(
+                f"{root} holds only train795.zip, the 795 labelled NYUv2 frames; the paper trains on the "
+                f"training sequences ({' or '.join(names)}, not found). To train on the 795 frames, set "
+                f"{LABELED795_OPTION} in the dataset options"
+            )
+        raise DataError(
+            f"no NYUv2 zip for split {self.split!r}"
+            + (f" (train_set {self.train_set!r})" if self.train_set else "")
+            + f" in {root}; expected one of {', '.join(names)}"
+        )
 
     def _pick_csv(self, csv_name: str | None, members: set[str]) -> tuple[str, float | None]:
         """The CSV member to read and its layout's default depth scale."""
         if csv_name is not None:
             if csv_name not in members:
                 raise DataError(f"CSV {csv_name} is not in {self.zip_path}; CSVs there: {self._csvs(members)}")
-            known = [layout.depth_scale for layout in KNOWN_ZIP_LAYOUTS if layout.csv == csv_name]
-            return csv_name, known[0] if known else None
-        for layout in KNOWN_ZIP_LAYOUTS:
-            if layout.split == self.split and layout.csv in members:
+            known = [layout for layout in KNOWN_ZIP_LAYOUTS if layout.csv == csv_name]
+            if known and self.split == "train" and known[0].train_set not in (None, self.train_set):
+                raise DataError(
+                    f"CSV {csv_name} in {self.zip_path} is the {known[0].train_set} training set, but train_set is "
+                    f'{self.train_set!r}; set train_set = "{known[0].train_set}" to read it'
+                )
+            return csv_name, known[0].depth_scale if known else None
+        wanted = [
+            layout for layout in KNOWN_ZIP_LAYOUTS if layout.split == self.split and layout.train_set == self.train_set
+        ]
+        for layout in wanted:
+            if layout.csv in members:
                 return layout.csv, layout.depth_scale
+        others = [
+            layout
+            for layout in KNOWN_ZIP_LAYOUTS
+            if layout.split == self.split and layout.train_set != self.train_set and layout.csv in members
+        ]
+        if others:
+            other = others[0]
+            hint = (
+                f"; to train on the 795 labelled frames set {LABELED795_OPTION}"
+                if other.train_set == "labeled795"
+                else f'; set train_set = "{other.train_set}" to read it'
+            )
+            raise DataError(
+                f"{self.zip_path} holds {other.csv} ({other.source}), not the {self.train_set} training set "
+                f"({', '.join(layout.csv for layout in wanted)}){hint}"
+            )
         candidates = [name for name in members if name.lower().endswith(".csv")]
         if len(candidates) == 1:
             return candidates[0], None
-        expected = ", ".join(layout.csv for layout in KNOWN_ZIP_LAYOUTS if layout.split == self.split)
+        expected = ", ".join(layout.csv for layout in wanted)
         raise DataError(
             f"no {self.split} CSV in {self.zip_path}: expected one of {expected}, or pass csv=; "
             f"CSVs there: {self._csvs(members)}"
         )
+
+    @property
+    def sources(self) -> list[Source]:
+        """The zip read: name, path, size, items, a hash of its entries and the loader's settings."""
+        if self._sources is None:
+            settings: dict[str, Any] = {"split": self.split, "csv": self.csv, "depth_scale": self.depth_scale}
+            if self.train_set is not None:
+                settings["train_set"] = self.train_set
+            self._sources = [zip_source(self.zip_path, len(self.pairs), settings=settings)]
+        return [dict(s) for s in self._sources]
 
     @staticmethod
     def _csvs(members: set[str]) -> str:
