@@ -26,6 +26,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from mlrd_core.errors import MLRDError
 from suite.store import (
     SCHEMA_VERSION,
+    ClaimLostError,
     IllegalTransitionError,
     PlannedRun,
     RunState,
@@ -186,9 +187,10 @@ def test_version_message_names_the_default_file(tmp_path: Path, monkeypatch: pyt
     assert isinstance(info.value, RuntimeError)
 
 
-def test_older_schema_without_migration_is_refused(persistent_url: str) -> None:
+def test_older_schema_without_migration_is_refused(persistent_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     open_store(persistent_url).close()
     _set_meta_version(persistent_url, str(SCHEMA_VERSION - 1))
+    monkeypatch.delitem(storage._MIGRATIONS, SCHEMA_VERSION - 1)
     with pytest.raises(SchemaVersionError, match="has no migration from version"):
         open_store(persistent_url)
 
@@ -787,3 +789,116 @@ def test_concurrent_planning_of_overlapping_plans(persistent_url: str) -> None:
         assert sum(added) == 33 == len(s.runs())
         for spec in ("a", "b"):
             assert s.runs_frame(spec)["run_id"].tolist() == [f"r{j}" for j in range(33)]
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+def _claim(store: Store, run_id: str, owner: str, *, stale_after_s: float = 60.0, force: bool = False) -> Any:
+    return store.claim(
+        run_id, owner=owner, token=f"tok-{owner}", worker=f"{owner}:slot", stale_after_s=stale_after_s, force=force
+    )
+
+
+def test_a_claim_is_won_once_and_guards_every_write(store: Store) -> None:
+    store.add_planned([planned("r1")])
+    won = _claim(store, "r1", "A")
+    assert won is not None and won.state == RunState.RUNNING and won.owner == "A" and won.token == "tok-A"
+    assert won.attempts == 1
+    assert _claim(store, "r1", "B") is None  # held, lease fresh: B gets nothing and writes nothing
+    assert store.get_run("r1").owner == "A"  # type: ignore[union-attr]
+    for write in (
+        lambda: store.heartbeat("r1", token="tok-B"),
+        lambda: store.mark_failed("r1", "x", token="tok-B"),
+        lambda: store.mark_lost("r1", "x", token="tok-B"),
+        lambda: store.ingest_result("r1", make_result(), token="tok-B"),
+    ):
+        with pytest.raises(ClaimLostError, match="claim on it is gone .held by A"):
+            write()
+    assert row_counts(store)["metrics"] == 0
+    store.heartbeat("r1", token="tok-A", worker="host:77:slot")
+    assert store.get_run("r1").worker == "host:77:slot"  # type: ignore[union-attr]
+    assert store.ingest_result("r1", make_result(), token="tok-A")
+    assert _claim(store, "r1", "B") is None  # DONE is not claimable without force
+
+
+def test_a_stale_lease_is_taken_over_and_the_old_claim_can_no_longer_write(store: Store) -> None:
+    store.add_planned([planned("r1")])
+    assert _claim(store, "r1", "A") is not None
+    store.heartbeat("r1", at=datetime.now(UTC) - timedelta(seconds=120), token="tok-A")
+    assert _claim(store, "r1", "B", stale_after_s=300) is None  # not stale yet under a longer lease
+    taken = _claim(store, "r1", "B", stale_after_s=60)
+    assert taken is not None and taken.owner == "B" and taken.attempts == 2
+    with pytest.raises(ClaimLostError):
+        store.ingest_result("r1", make_result(), token="tok-A")
+    assert store.mark_lost("r1", "stopped", token="tok-B").state == RunState.LOST
+    assert _claim(store, "r1", "A") is not None  # LOST is claimable again
+
+
+def test_force_claims_a_done_run_and_its_results_are_replaced_only_at_ingest(store: Store) -> None:
+    run_done(store, "r1")
+    before = row_counts(store)
+    assert _claim(store, "r1", "A", force=True) is not None
+    assert row_counts(store) == before  # the old results stay while the new attempt runs
+    store.mark_lost("r1", "interrupted", token="tok-A")
+    assert row_counts(store) == before  # an interrupted --force keeps them
+    assert _claim(store, "r1", "B") is not None
+    changed = make_result()
+    changed["metrics"][0]["value"] = 42.0
+    assert store.ingest_result("r1", changed, token="tok-B")
+    assert row_counts(store) == before  # replaced, not duplicated
+    assert 42.0 in set(store.metrics_frame()["value"])
+
+
+def test_claims_from_two_processes_have_one_winner(persistent_url: str) -> None:
+    """Eight processes race for the same three runs: each run is won exactly once."""
+    with open_store(persistent_url) as s:
+        s.add_planned([planned(f"r{i}") for i in range(3)])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from suite.store import open_store
+        store = open_store({persistent_url!r})
+        won = [r for r in ("r0", "r1", "r2")
+               if store.claim(r, owner=sys.argv[1], token=sys.argv[1], worker="w", stale_after_s=600) is not None]
+        print(",".join(won))
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, f"p{i}"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        for i in range(8)
+    ]
+    won = [r for p in procs for r in p.communicate(timeout=120)[0].strip().split(",") if r]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(won) == ["r0", "r1", "r2"]
+    with open_store(persistent_url) as s:
+        assert all(s.get_run(f"r{i}").attempts == 1 for i in range(3))  # type: ignore[union-attr]
+
+
+def test_schema_1_is_migrated_to_claims_keeping_the_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with open_store(url) as s:
+        run_done(s, "r1")
+    con = sqlite3.connect(tmp_path / "old.db")
+    con.execute("ALTER TABLE runs DROP COLUMN owner")
+    con.execute("ALTER TABLE runs DROP COLUMN token")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with open_store(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.get_run("r1").state == RunState.DONE  # type: ignore[union-attr]
+        assert row_counts(s)["metrics"] == 9
+
+
+def test_read_only_open_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    with pytest.raises(StoreError, match="no results store at .*x.db"):
+        open_store(f"sqlite:///{missing}", create=False)
+    assert not (tmp_path / "nonexistent").exists()
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StoreError, match="holds no results store"):
+        open_store(f"sqlite:///{empty}", create=False)
+    with sqlite3.connect(empty) as con:
+        assert con.execute("SELECT name FROM sqlite_master").fetchall() == []

@@ -32,7 +32,7 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from suite.store.base import RunState
 
 #: The schema this code writes and understands. Bump it (and add a migration) whenever a table changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -116,6 +116,9 @@ class Run(Base):
     workdir: Mapped[str | None]
     error: Mapped[str | None] = mapped_column(Text)
     resumed_from_json: Mapped[str | None] = mapped_column(Text)
+    #: The coordinator that holds the run's claim (``host:pid:nonce``) and the token of its current attempt (schema 2).
+    owner: Mapped[str | None]
+    token: Mapped[str | None] = mapped_column(String(64))
 
 
 class SpecRun(Base):

@@ -40,6 +40,11 @@ class IllegalTransitionError(StoreError):
     """A state change that the run state machine does not allow (the message names run id, from and to)."""
 
 
+class ClaimLostError(StoreError):
+    """A write on behalf of a claim (``token=``) found the run no longer held by that claim: another coordinator
+    took it over (its lease went stale) or it was settled meanwhile. Nothing was written."""
+
+
 # --------------------------------------------------------------------------------------------------- states
 
 
@@ -140,6 +145,10 @@ class RunInfo:
     error: str | None
     resumed_from: dict[str, Any] | None = field(hash=False)
     memberships: tuple[Membership, ...]
+    #: The coordinator holding the run's claim (``host:pid:nonce``; None for runs marked RUNNING without a claim).
+    owner: str | None = None
+    #: The token of the claim's attempt; the worker writes it into ``result.json``.
+    token: str | None = None
 
 
 EXPORT_FRAMES: tuple[str, ...] = ("metrics", "timings", "periods", "runs")
@@ -186,25 +195,46 @@ class Store(abc.ABC):
         """PLANNED/FAILED/LOST -> RUNNING; counts an attempt and starts the heartbeat clock."""
 
     @abc.abstractmethod
-    def heartbeat(self, run_id: str, at: datetime | None = None) -> None:
-        """Record that a RUNNING run is alive (at ``at``, default now)."""
+    def claim(
+        self,
+        run_id: str,
+        *,
+        owner: str,
+        token: str,
+        worker: str,
+        workdir: str | Path | None = None,
+        stale_after_s: float,
+        force: bool = False,
+    ) -> RunInfo | None:
+        """Take the run for one attempt, atomically (one compare-and-set): PLANNED/FAILED/LOST -> RUNNING, or a
+        RUNNING run whose lease (``heartbeat_at``) is older than ``stale_after_s`` (taken over), or with ``force``
+        also DONE -> RUNNING (its results stay until the new attempt's are ingested). Records ``owner`` and
+        ``token``, counts an attempt. Returns None, writing nothing, when another claim holds the run."""
 
     @abc.abstractmethod
-    def mark_failed(self, run_id: str, error: str) -> RunInfo:
-        """RUNNING -> FAILED, keeping ``error`` (the failure trace)."""
+    def heartbeat(
+        self, run_id: str, at: datetime | None = None, *, token: str | None = None, worker: str | None = None
+    ) -> None:
+        """Record that a RUNNING run is alive (at ``at``, default now): this renews its claim's lease. With
+        ``token``: only for that claim (:class:`ClaimLostError` otherwise); ``worker`` updates the worker record."""
 
     @abc.abstractmethod
-    def mark_lost(self, run_id: str, reason: str) -> RunInfo:
-        """RUNNING -> LOST (the worker vanished), keeping ``reason``."""
+    def mark_failed(self, run_id: str, error: str, *, token: str | None = None) -> RunInfo:
+        """RUNNING -> FAILED, keeping ``error`` (the failure trace). With ``token``: only for that claim."""
+
+    @abc.abstractmethod
+    def mark_lost(self, run_id: str, reason: str, *, token: str | None = None) -> RunInfo:
+        """RUNNING -> LOST (the worker vanished), keeping ``reason``. With ``token``: only for that claim."""
 
     @abc.abstractmethod
     def stale_runs(self, older_than_s: float, *, now: datetime | None = None) -> list[RunInfo]:
         """RUNNING runs whose last heartbeat is more than ``older_than_s`` seconds before ``now``."""
 
     @abc.abstractmethod
-    def ingest_result(self, run_id: str, result: Mapping[str, Any]) -> bool:
+    def ingest_result(self, run_id: str, result: Mapping[str, Any], *, token: str | None = None) -> bool:
         """Write a finished run's records and mark it DONE, in one transaction. Returns ``False`` (and writes
-        nothing) when the run is already DONE."""
+        nothing) when the run is already DONE. With ``token``: only for that claim (:class:`ClaimLostError`
+        otherwise), and records an earlier attempt left (a ``--force`` rerun) are replaced in the same transaction."""
 
     @abc.abstractmethod
     def reset(self, run_id: str) -> RunInfo:

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, update
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -54,6 +54,7 @@ from suite.store.base import (
     EXPORT_FORMATS,
     EXPORT_FRAMES,
     RESETTABLE,
+    ClaimLostError,
     IllegalTransitionError,
     Membership,
     PlannedRunLike,
@@ -82,22 +83,31 @@ _SCHEMA_VERSION_KEY = "schema_version"
 _PG_SCHEMA_LOCK = 0x4D4C5244  # "MLRD"
 _PG_PLAN_LOCK = 0x4D4C5245
 
+
+def _add_claim_columns(conn: Connection) -> None:
+    """Schema 1 -> 2: the runs' claim (``owner``, ``token``), for one writer per run."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN owner VARCHAR")
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN token VARCHAR(64)")
+
+
 #: Migration steps: ``_MIGRATIONS[v]`` upgrades a database from schema version ``v`` to ``v + 1`` in place, inside
-#: the transaction that then records the new version. Version 1 is the first schema, so there is nothing yet.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+#: the transaction that then records the new version.
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_claim_columns}
 
 
 # ------------------------------------------------------------------------------------------------ opening
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open (and create on first use) the results store at ``url``.
 
     ``url`` is any SQLAlchemy URL; ``None`` means ``sqlite:///results/mlrd.db`` relative to the working directory.
     A bare path (no ``://``) is taken as a SQLite file. The parent folder of a SQLite file is created.
-    Raises :class:`SchemaVersionError` when the database was written by a newer suite.
+    Raises :class:`SchemaVersionError` when the database was written by a newer suite. With ``create=False`` (the
+    read-only commands) nothing is created: a missing SQLite file, or a database without the store's tables, is a
+    :class:`StoreError` that says so.
     """
-    return RDBStore(url or DEFAULT_URL)
+    return RDBStore(url or DEFAULT_URL, create=create)
 
 
 def _parse_url(url: str | URL) -> URL:
@@ -150,7 +160,7 @@ def _sqlite_hooks(engine: Engine, *, wal: bool) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _make_engine(url: URL) -> Engine:
+def _make_engine(url: URL, *, create: bool = True) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if _is_sqlite_memory(url):
@@ -159,7 +169,15 @@ def _make_engine(url: URL) -> Engine:
         return engine
     database = url.database or ""
     if not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        if not create:
+            if not path.is_file():
+                raise StoreError(f"no results store at {path}: nothing has run there yet (python -m suite run SPEC)")
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of the results store {path}: {exc}") from exc
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
     _sqlite_hooks(engine, wal=True)
     return engine
@@ -368,6 +386,8 @@ def _info(run: Run, memberships: Sequence[Membership]) -> RunInfo:
         error=run.error,
         resumed_from=None if run.resumed_from_json is None else json.loads(run.resumed_from_json),
         memberships=tuple(memberships),
+        owner=run.owner,
+        token=run.token,
     )
 
 
@@ -453,15 +473,16 @@ def _frame(rows: Sequence[Sequence[Any]], schema: _Schema) -> pd.DataFrame:
 class RDBStore(Store):
     """The results store on any SQLAlchemy database. Use :func:`open_store` rather than this class directly."""
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, create: bool = True) -> None:
         self.url = _parse_url(url)
+        self._create = create
         self.where = _describe(self.url)
         self._is_sqlite = self.url.get_backend_name() == "sqlite"
         # one shared connection (in-memory SQLite) must not be used by two threads at once
         shared = self._is_sqlite and _is_sqlite_memory(self.url)
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if shared else contextlib.nullcontext()
         try:
-            self._engine = _make_engine(self.url)
+            self._engine = _make_engine(self.url, create=create)
         except ImportError as exc:
             raise StoreError(
                 f"cannot open {self.where}: its database driver is not installed ({exc}); for "
@@ -537,6 +558,8 @@ class RDBStore(Store):
                 version = self._read_version(conn)
             if version == SCHEMA_VERSION:
                 return
+            if version is None and not self._create:
+                raise StoreError(f"{self.where} holds no results store (no mlrd-suite tables): nothing has run there")
             self._refuse_newer(version)
             with self._connection(write=True) as conn:
                 version = self._read_version(conn)  # again, under the write lock: another process may have won
@@ -704,9 +727,11 @@ class RDBStore(Store):
             raise UnknownRunError(f"unknown run id {run_id!r}: plan it first (add_planned)")
         return row
 
-    def _transition(self, run_id: str, target: RunState, **values: Any) -> RunInfo:
+    def _transition(self, run_id: str, target: RunState, *, token: str | None = None, **values: Any) -> RunInfo:
         with self.session_scope(write=True, what=f"marking run {run_id} {target}") as s:
             row = self._locked(s, run_id)
+            if token is not None:
+                _check_claim(row, token)
             check_transition(run_id, RunState(row.state), target)
             row.state = target.value
             for key, value in values.items():
@@ -727,20 +752,72 @@ class RDBStore(Store):
             heartbeat_at=now,
             finished_at=None,
             error=None,
+            owner=None,
+            token=None,
         )
 
-    def heartbeat(self, run_id: str, at: datetime | None = None) -> None:
+    def claim(
+        self,
+        run_id: str,
+        *,
+        owner: str,
+        token: str,
+        worker: str,
+        workdir: str | Path | None = None,
+        stale_after_s: float,
+        force: bool = False,
+    ) -> RunInfo | None:
+        now = _now()
+        free = [RunState.PLANNED.value, RunState.FAILED.value, RunState.LOST.value]
+        if force:
+            free.append(RunState.DONE.value)
+        cutoff = now - timedelta(seconds=stale_after_s)
+        stale = (Run.state == RunState.RUNNING.value) & (Run.heartbeat_at.is_(None) | (Run.heartbeat_at < cutoff))
+        # One UPDATE ... WHERE <still claimable>: a compare-and-set that two coordinators cannot both win (SQLite
+        # serializes writers, PostgreSQL re-checks the WHERE on the locked row after a concurrent update).
+        stmt = (
+            update(Run)
+            .where(Run.run_id == run_id)
+            .where(Run.state.in_(free) | stale)
+            .values(
+                state=RunState.RUNNING.value,
+                owner=owner,
+                token=token,
+                worker=worker,
+                workdir=None if workdir is None else str(workdir),
+                started_at=now,
+                heartbeat_at=now,
+                finished_at=None,
+                error=None,
+                attempts=Run.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with self.session_scope(write=True, what=f"claiming run {run_id}") as s:
+            won = cast("CursorResult[Any]", s.execute(stmt)).rowcount == 1
+            row = s.get(Run, run_id, populate_existing=True)
+            if row is None:
+                raise UnknownRunError(f"unknown run id {run_id!r}: plan it first (add_planned)")
+            return self._infos(s, [row])[0] if won else None
+
+    def heartbeat(
+        self, run_id: str, at: datetime | None = None, *, token: str | None = None, worker: str | None = None
+    ) -> None:
         with self.session_scope(write=True, what=f"heartbeat of run {run_id}") as s:
             row = self._locked(s, run_id)
+            if token is not None:
+                _check_claim(row, token)
             if row.state != RunState.RUNNING:
                 raise IllegalTransitionError(f"run {run_id}: heartbeat for a run in state {row.state}, not RUNNING")
             row.heartbeat_at = at or _now()
+            if worker is not None:
+                row.worker = worker
 
-    def mark_failed(self, run_id: str, error: str) -> RunInfo:
-        return self._transition(run_id, RunState.FAILED, error=error, finished_at=_now())
+    def mark_failed(self, run_id: str, error: str, *, token: str | None = None) -> RunInfo:
+        return self._transition(run_id, RunState.FAILED, token=token, error=error, finished_at=_now())
 
-    def mark_lost(self, run_id: str, reason: str) -> RunInfo:
-        return self._transition(run_id, RunState.LOST, error=reason, finished_at=_now())
+    def mark_lost(self, run_id: str, reason: str, *, token: str | None = None) -> RunInfo:
+        return self._transition(run_id, RunState.LOST, token=token, error=reason, finished_at=_now())
 
     def stale_runs(self, older_than_s: float, *, now: datetime | None = None) -> list[RunInfo]:
         cutoff = (now or _now()) - timedelta(seconds=older_than_s)
@@ -753,14 +830,14 @@ class RDBStore(Store):
         with self.session_scope(what="looking for stale runs") as s:
             return self._infos(s, list(s.scalars(stmt)))
 
-    def ingest_result(self, run_id: str, result: Mapping[str, Any]) -> bool:
+    def ingest_result(self, run_id: str, result: Mapping[str, Any], *, token: str | None = None) -> bool:
         if not isinstance(result, Mapping) and callable(getattr(result, "to_dict", None)):
             result = result.to_dict()  # a RunResult itself
         if not isinstance(result, Mapping):
             raise StoreError(f"run {run_id}: a result must be a mapping (RunResult.to_dict()), got {type(result)}")
         with self.session_scope(what=f"reading run {run_id}") as s:
             state = s.scalar(select(Run.state).where(Run.run_id == run_id))
-        if state == RunState.DONE:
+        if state == RunState.DONE and token is None:
             return False  # already ingested, whatever this copy holds (checked again under the lock below)
         try:
             parsed = _parse_result(result)
@@ -768,9 +845,13 @@ class RDBStore(Store):
             raise StoreError(f"cannot ingest the result of run {run_id}, nothing was written: {exc}") from exc
         with self.session_scope(write=True, what=f"ingest of run {run_id}") as s:
             row = self._locked(s, run_id)
+            if token is not None:
+                _check_claim(row, token)
             if row.state == RunState.DONE:
                 return False  # already ingested: writing again would duplicate rows
             check_transition(run_id, RunState(row.state), RunState.DONE)
+            for model in RESULT_TABLES:  # what an earlier attempt left (a --force rerun): replaced, not duplicated
+                s.execute(delete(model).where(model.run_id == run_id))
             if parsed.seed is not None and parsed.seed != row.seed:
                 raise StoreError(
                     f"cannot ingest the result of run {run_id}: it has seed {parsed.seed}, the run has seed "
@@ -806,7 +887,7 @@ class RDBStore(Store):
                 s.execute(delete(model).where(model.run_id == run_id))
             row.state = RunState.PLANNED.value
             row.attempts = 0
-            for column in ("started_at", "finished_at", "heartbeat_at", "worker", "workdir", "error"):
+            for column in ("started_at", "finished_at", "heartbeat_at", "worker", "workdir", "error", "owner", "token"):
                 setattr(row, column, None)
             row.resumed_from_json = None
             s.flush()
@@ -952,6 +1033,15 @@ class RDBStore(Store):
         if not self._closed:
             self._closed = True
             self._engine.dispose()
+
+
+def _check_claim(row: Run, token: str) -> None:
+    """Raise :class:`ClaimLostError` unless ``row`` is RUNNING under the claim ``token``."""
+    if row.state != RunState.RUNNING.value or row.token != token:
+        holder = f"held by {row.owner}" if row.state == RunState.RUNNING.value else f"now {row.state}"
+        raise ClaimLostError(
+            f"run {row.run_id}: this coordinator's claim on it is gone ({holder}); nothing was written"
+        )
 
 
 def _state(value: RunState | str) -> RunState:
