@@ -32,6 +32,7 @@ name             crop         valid ground truth       clamp p        resize    
                  41:601
                  on 480×640
 ``make3d-c1``    none         0 < g < 70 m             [1e-3, 70]     bilinear (AA)    per-image
+``make3d-c2``    none         g > 0 (all depths)       [1e-3, ∞)      bilinear (AA)    per-image
 ``synthetic``    none         0.1 < g < 20 m           [0.1, 20]      bilinear         per-image
 ================ ============ ======================== ============== ================ ==========
 
@@ -99,7 +100,8 @@ NYU_MIN_DEPTH = 1e-3
 NYU_MAX_DEPTH = 10.0
 
 #: Make3D criterion C1 (Liu, Salzmann & He, CVPR 2014; used by Fu et al. [10] and the paper's Table 4, "Evaluated
-#: in 0-70m depth range"): only pixels whose ground truth is below 70 m are evaluated.
+#: in 0-70m depth range"): only pixels whose ground truth is below 70 m are evaluated. Criterion C2 of the same
+#: works evaluates every pixel with ground truth (the laser's range ends near 81.9 m, the value of the sky).
 MAKE3D_C1_MAX_DEPTH = 70.0
 
 #: Network input (H, W) we use for Make3D (our decision): the paper's pixel count (288·384) in the portrait 3:4
@@ -215,6 +217,9 @@ class Protocol:
         clamp: prediction bounds ``(low, high)``, ``low > 0``; ``high=None``: no upper bound.
         aggregation: ``"per-image"`` (mean over images of per-image metrics) or ``"pooled"`` (one metric over
             all valid pixels of the set).
+        input_resize_mode, input_antialias: how the evaluation brings a test image to ``input_size`` before the
+            network (:meth:`resize_input`; ``align_corners=False``). Default bilinear, antialiased when shrinking;
+            ``nyu-lee-kim`` uses the authors' non-antialiased bicubic.
     """
 
     name: str
@@ -230,6 +235,8 @@ class Protocol:
     aggregation: Aggregation
     gt_cap: float | None = None
     resize_antialias: bool = False
+    input_resize_mode: ResizeMode = "bilinear"
+    input_antialias: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():
@@ -237,6 +244,11 @@ class Protocol:
         for field, size in (("gt_size", self.gt_size), ("input_size", self.input_size)):
             if size is not None and (len(size) != 2 or min(size) <= 0):
                 raise ConfigError(f"protocol {self.name!r}: {field} must be (H, W) > 0, but got {size}")
+        if self.input_resize_mode not in RESIZE_MODES:
+            raise ConfigError(
+                f"protocol {self.name!r}: input_resize_mode must be one of {', '.join(RESIZE_MODES)}, "
+                f"but got {self.input_resize_mode!r}"
+            )
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(
                 f"protocol {self.name!r}: resize_mode must be one of {', '.join(RESIZE_MODES)}, "
@@ -353,6 +365,18 @@ class Protocol:
         p = p.clamp(min=low, max=high)
         return Prepared(p, g, valid)
 
+    def resize_input(self, image: Tensor, size: tuple[int, int]) -> Tensor:
+        """Resize a ``(B, C, h, w)`` test image batch to the network input ``size`` (H, W) with this protocol's
+        ``input_resize_mode`` / ``input_antialias`` (unchanged when it already has that size). Values are not
+        clamped: bicubic may overshoot [0, 1] slightly, as in the authors' evaluation."""
+        if tuple(image.shape[-2:]) == tuple(size):
+            return image
+        if self.input_resize_mode in ("bilinear", "bicubic"):
+            return F.interpolate(
+                image, size=size, mode=self.input_resize_mode, align_corners=False, antialias=self.input_antialias
+            )
+        return F.interpolate(image, size=size, mode=self.input_resize_mode)
+
     def resize(self, pred: Tensor, size: tuple[int, int]) -> Tensor:
         """Resize a ``(B, h, w)`` prediction to ``size`` (H, W) with this protocol's mode."""
         x = pred[:, None]
@@ -426,8 +450,8 @@ NYU_LEE_KIM = Protocol(
     description="NYUv2, the authors' evaluation: crop 20:460, 24:616; all g > 0; p >= 1e-4; per-image mean",
     source=(
         "Lee & Kim, ECCV 2020, evaluation.py of github.com/jaehanlee-mcl/multi-loss-rebalancing-depth "
-        "(bicubic upsampling of the 288x384 output to 480x640, crop, relu(p - 1e-4) + 1e-4, per-image metrics "
-        "averaged over the 654 test images)"
+        "(the 480x640 image resized bicubically, not antialiased, to the 288x384 input; bicubic upsampling of "
+        "the output to 480x640, crop, relu(p - 1e-4) + 1e-4, per-image metrics averaged over the 654 test images)"
     ),
     gt_size=NYU_GT_SIZE,
     input_size=PAPER_INPUT_SIZE,
@@ -438,6 +462,9 @@ NYU_LEE_KIM = Protocol(
     max_depth=None,
     clamp=(LEE_KIM_PRED_MIN, None),
     aggregation="per-image",
+    # evaluation.py: nn.Upsample(size=[288, 384], mode='bicubic') on the 480x640 test image (no antialiasing)
+    input_resize_mode="bicubic",
+    input_antialias=False,
 )
 
 NYU_EIGEN = Protocol(
@@ -475,6 +502,17 @@ MAKE3D_C1 = Protocol(
     aggregation="per-image",
 )
 
+MAKE3D_C2 = MAKE3D_C1.variant(
+    "make3d-c2",
+    description="Make3D criterion C2: every pixel with ground truth (g > 0), no crop; p >= 1e-3; per-image",
+    source=(
+        "Saxena et al., TPAMI 2009 (data); criterion C2 (all depths) of Liu et al., CVPR 2014, also reported by "
+        "Liu et al. [34] (TPAMI 2016) and Fu et al. [10]; clamp, resize and per-image mean are our decisions"
+    ),
+    max_depth=None,
+    clamp=(NYU_MIN_DEPTH, None),
+)
+
 SYNTHETIC = Protocol(
     name="synthetic",
     description="our synthetic rooms: no crop; valid 0.1 < g < 20 m; p clamped to [0.1, 20]; per-image",
@@ -490,7 +528,7 @@ SYNTHETIC = Protocol(
 )
 
 #: name -> protocol. Extend with :func:`register_protocol`.
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (NYU_LEE_KIM, NYU_EIGEN, MAKE3D_C1, SYNTHETIC)}
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (NYU_LEE_KIM, NYU_EIGEN, MAKE3D_C1, MAKE3D_C2, SYNTHETIC)}
 
 
 def list_protocols() -> tuple[str, ...]:
@@ -538,6 +576,7 @@ def register_protocol(protocol: Protocol, *, overwrite: bool = False) -> Protoco
 __all__ = [
     "AGGREGATIONS",
     "MAKE3D_C1",
+    "MAKE3D_C2",
     "NYU_EIGEN",
     "NYU_LEE_KIM",
     "PROTOCOLS",

@@ -56,7 +56,7 @@ def plain(**changes: object) -> Protocol:
 
 
 def test_builtin_protocols_are_registered() -> None:
-    assert {"nyu-lee-kim", "nyu-eigen", "make3d-c1", "synthetic"} <= set(list_protocols())
+    assert {"nyu-lee-kim", "nyu-eigen", "make3d-c1", "make3d-c2", "synthetic"} <= set(list_protocols())
     assert list(list_protocols()) == sorted(PROTOCOLS)
     for name, protocol in PROTOCOLS.items():
         assert protocol.name == name
@@ -98,6 +98,30 @@ def test_make3d_and_synthetic_constants() -> None:
     assert s.min_depth < 0.5 and s.max_depth is not None and s.max_depth > 10.0  # the rendered 0.5–10 m fits
 
 
+def test_make3d_c2_evaluates_every_depth_and_c1_only_below_70_m() -> None:
+    c1, c2 = get_protocol("make3d-c1"), get_protocol("make3d-c2")
+    assert c2.crop is None and c2.max_depth is None and c2.clamp == (1e-3, None)
+    target = torch.tensor([[5.0, 69.9, 75.0, 81.92, 0.0]])
+    pred = torch.full_like(target, 10.0)
+    assert c1.prepare(pred, target).valid.tolist() == [[[True, True, False, False, False]]]
+    assert c2.prepare(pred, target).valid.tolist() == [[[True, True, True, True, False]]]
+
+
+def test_nyu_lee_kim_resizes_the_input_as_the_authors_evaluation() -> None:
+    """evaluation.py: ``nn.Upsample(size=[288, 384], mode='bicubic')`` on the 480x640 test image."""
+    image = torch.rand(2, 3, 480, 640, generator=torch.Generator().manual_seed(0))
+    authors = torch.nn.Upsample(size=(288, 384), mode="bicubic")(image)
+    ours = get_protocol("nyu-lee-kim").resize_input(image, (288, 384))
+    torch.testing.assert_close(ours, authors, rtol=0, atol=0)
+    others = get_protocol("nyu-eigen").resize_input(image, (288, 384))  # the default: antialiased bilinear
+    expected = torch.nn.functional.interpolate(image, size=(288, 384), mode="bilinear", antialias=True)
+    torch.testing.assert_close(others, expected, rtol=0, atol=0)
+    assert (ours - others).abs().max() > 0.05  # not the same resize
+    assert get_protocol("nyu-lee-kim").resize_input(authors, (288, 384)) is authors  # right size: untouched
+    with pytest.raises(ConfigError, match="input_resize_mode must be one of"):
+        plain().variant("x", input_resize_mode="lanczos")
+
+
 def test_get_protocol_passes_a_protocol_through() -> None:
     p = plain()
     assert get_protocol(p) is p
@@ -108,7 +132,7 @@ def test_unknown_protocol_lists_valid_names_and_suggests() -> None:
         get_protocol("nyu-eigne")
     message = str(info.value)
     assert "unknown evaluation protocol 'nyu-eigne'" in message
-    assert "valid protocols: make3d-c1, nyu-eigen, nyu-lee-kim, synthetic" in message
+    assert "valid protocols: make3d-c1, make3d-c2, nyu-eigen, nyu-lee-kim, synthetic" in message
     assert "did you mean 'nyu-eigen'" in message
     assert isinstance(info.value, MLRDError) and isinstance(info.value, ValueError)
 
