@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "status",
     "table",
     "figures",
+    "report",
     "search",
     "export",
     "train",

@@ -1,4 +1,5 @@
-"""``python -m suite run SPEC``: plan, train what is not done yet, ingest, render the spec's tables and figures.
+"""``python -m suite run SPEC``: plan, train what is not done yet, ingest, render the spec's tables, figures and
+HTML report (``<results>/<spec>/report.html``).
 
 The same command again resumes: DONE runs are skipped, RUNNING runs left by a killed coordinator are settled
 (ingested if their result exists, otherwise LOST and resumed from their checkpoint), FAILED and LOST runs are
@@ -84,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
         from suite.commands.figures import figures_summary
 
         figures = figures_summary(spec, runs, store, args.results)  # never fails the run: warns instead
+        from suite.commands.report import report_summary
+
+        report = report_summary(spec, runs, store, args)  # after the figures, which it embeds; never fails the run
     finally:
         store.close()
     print(text)
     print(f"tables:   {args.results / spec.name}/ ({', '.join(sorted({p.suffix for p in paths}))})")
     print(f"figures:  {figures}")
+    print(f"report:   {report}")
     print(f"database: {shown_url(db_url(args))}")
     print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
     if summary.interrupted:
