@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mlrd_core.config import RunConfig
@@ -215,7 +214,9 @@ def evaluate(
     Returns the metric dict and the seconds per scene (forward only, synchronised).
     """
     from mlrd_core.metrics import DepthMetrics
+    from mlrd_core.protocols import get_protocol
 
+    resize_input = get_protocol(protocol).resize_input
     was_training = model.training
     model.eval()
     metrics = DepthMetrics(protocol)
@@ -224,8 +225,7 @@ def evaluate(
     batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
     for batch in DataLoader(dataset, batch_sampler=batches):
         image = batch["image"].to(device)
-        if tuple(image.shape[-2:]) != tuple(input_size):
-            image = F.interpolate(image, size=input_size, mode="bilinear", align_corners=False, antialias=True)
+        image = resize_input(image, input_size)  # as the protocol's source does (nyu-lee-kim: bicubic, no AA)
         start = _sync(device)
         pred = model(image)
         seconds += _sync(device) - start
@@ -252,6 +252,7 @@ def fit(
     turns these into heartbeats and live progress. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
     """
     from mlrd_core.data import make_dataset
+    from mlrd_core.data.provenance import dataset_sources
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.model import create_depth_model
     from mlrd_core.weighting import make_weighting
@@ -395,8 +396,9 @@ def fit(
                         },
                     )
 
-    if config.test_split:
-        test_metrics, s_per_scene = measure(data(config.test_split))
+    test_set = data(config.test_split) if config.test_split else None
+    if test_set is not None:
+        test_metrics, s_per_scene = measure(test_set)
         _record(result, "test", config.epochs - 1, config.protocol, test_metrics)
         result.timings["test_s_per_scene"] = s_per_scene
         notify("test", {"metrics": test_metrics})
@@ -407,6 +409,9 @@ def fit(
     result.timings["timed_steps"] = float(timed_steps)
     result.timings["peak_memory_mb"] = _peak_memory_mb(device)
     result.environment = environment_info(device)
+    sources = {name: dataset_sources(d) for name, d in (("train", train_set), ("val", val_set), ("test", test_set))}
+    if any(sources.values()):  # the files each split read (name, size, items, hash; generated data has none)
+        result.environment["data_sources"] = {name: found for name, found in sources.items() if found}
     return result
 
 
