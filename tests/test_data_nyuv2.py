@@ -557,3 +557,32 @@ def test_large_files_hash_head_tail_and_size(tmp_path: Path, monkeypatch: pytest
     record = provenance.file_source(path, 1)
     assert record["hash_kind"] == "head-tail-sha256"
     assert record["hash"] == hashlib.sha256(b"16\n0123cdef").hexdigest()
+
+
+def test_a_run_records_the_files_it_read(tmp_path: Path, zframes: ZipFrames) -> None:
+    from tiny_spec import TINY_CONFIG
+
+    from mlrd_core.trainer import fit
+
+    train = authors_sequences_zip(tmp_path / "train_reduced05.zip", zframes)
+    members = {"test654/test.csv": b"test654/0.png,test654/0d.png\n"}
+    members["test654/0.png"] = png_bytes(zframes.rgb[0])
+    members["test654/0d.png"] = png_bytes(zframes.depth16[0])
+    write_zip(tmp_path / "test654.zip", members)
+    config = TINY_CONFIG.replace(
+        dataset="nyuv2-zip",
+        dataset_options={"root": str(tmp_path)},
+        val_split=None,
+        protocol="nyu-lee-kim",
+        epochs=1,
+        batch_size=2,
+        periods_per_epoch=1,
+    )
+    result = fit(config, seed=0)
+    recorded = result.environment["data_sources"]
+    assert set(recorded) == {"train", "test"}
+    assert [(s["name"], s["items"], s["hash"]) for s in recorded["train"]] == [
+        ("train_reduced05.zip", 2, entries_hash(train))
+    ]
+    assert recorded["test"][0]["name"] == "test654.zip" and recorded["test"][0]["bytes"] > 0
+    assert "data_sources" not in fit(TINY_CONFIG.replace(epochs=1, val_split=None), seed=0).environment  # generated
