@@ -1,4 +1,10 @@
-"""Tests of the Make3D loader on tiny files in the real layout: JPEG photos and v5 ``.mat`` laser grids."""
+"""Tests of the Make3D loader on tiny files in the real layout: JPEG photos and v5 ``.mat`` laser grids.
+
+The layout is the one of the dataset page (make3d.cs.cornell.edu/data.html, Dataset-1) and of the archives as they
+unpack: ``Train400Img/img-<name>.jpg``, ``Train400Depth/depth_sph_corr-<name>.mat`` holding ``Position3DGrid``
+(55×305×4, depth in metres in the 4th channel), ``Test134/`` and ``Test134Depth/`` (unpacked as
+``Gridlaserdata/``). The grids here are smaller, with the same axes.
+"""
 
 from __future__ import annotations
 
@@ -71,12 +77,15 @@ def test_native_size_round_trip(root: Path) -> None:
         assert bool(item["mask"].all())
 
 
-def test_default_working_resolution_and_bilinear(root: Path) -> None:
+def test_default_working_resolution_nearest_and_bilinear(root: Path) -> None:
     item = Make3D(root)[0]
     assert item["image"].shape == (3, 460, 345) and item["depth"].shape == (1, 460, 345)
     source = torch.from_numpy(grid(NAMES.index(sorted(NAMES)[0]))[:, :, 3].astype(np.float32))[None, None]
+    nearest = F.interpolate(source, size=(460, 345), mode="nearest-exact")[0]
+    torch.testing.assert_close(item["depth"], nearest, rtol=0, atol=0)  # the default: measured values only
+    bilinear = Make3D(root, depth_interpolation="bilinear")[0]
     expected = F.interpolate(source, size=(460, 345), mode="bilinear", align_corners=False)[0]
-    torch.testing.assert_close(item["depth"], expected)
+    torch.testing.assert_close(bilinear["depth"], expected)
     mean_colour = photo(NAMES.index(sorted(NAMES)[0])).reshape(-1, 3).mean(axis=0) / 255
     torch.testing.assert_close(item["image"].mean(dim=(1, 2)), torch.from_numpy(mean_colour).float(), atol=0.02, rtol=0)
     small = Make3D(root, resize_to=(20, 15))[2]
@@ -196,6 +205,59 @@ def test_truncated_and_v73_mat(root: Path) -> None:
         stream.write(header)
     with pytest.raises(DataError, match=r"is a MATLAB v7.3 \(HDF5\) file; expected the v5 .mat of Make3D"):
         Make3D(root)[0]
+
+
+def test_sky_is_not_blended_into_the_70_m_range(tmp_path: Path) -> None:
+    """The laser reads the sky as its maximum, 81.92 m; bilinear blending puts it inside C1's < 70 m range."""
+    root = write_make3d(tmp_path)
+    depth = np.full((GH, GW), 20.0)
+    depth[: GH // 2] = 81.92
+    scipy.io.savemat(
+        root / "Train400Depth" / f"depth_sph_corr-{sorted(NAMES)[0]}.mat",
+        {"Position3DGrid": np.stack([depth, depth, depth, depth], axis=-1)},
+    )
+    nearest = Make3D(root, resize_to=(H * 3, W * 3))[0]["depth"]
+    assert torch.unique(nearest).tolist() == pytest.approx([20.0, 81.92])
+    blended = Make3D(root, resize_to=(H * 3, W * 3), depth_interpolation="bilinear")[0]["depth"]
+    assert bool(((blended > 20.5) & (blended < 70.0)).any())
+
+
+def test_truncated_jpeg_loads_with_a_warning_naming_it(root: Path) -> None:
+    path = root / "Train400Img" / f"img-{sorted(NAMES)[0]}.jpg"
+    full = Make3D(root, resize_to=None)[0]["image"]
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.8)])  # ends inside the entropy-coded data, as Test134's file
+    with pytest.warns(UserWarning, match=r"img-10\.21op2-p-139t000\.jpg is truncated"):
+        item = Make3D(root, resize_to=None)[0]
+    assert item["image"].shape == full.shape
+    torch.testing.assert_close(item["image"][:, :8], full[:, :8], rtol=0, atol=0)  # the rows that are there
+    assert not torch.equal(item["image"], full)
+    with pytest.warns(UserWarning, match="is truncated"):
+        assert Make3D(root)[0]["image"].shape == (3, 460, 345)  # and with the reduced-scale decode
+
+
+def test_sources_record_both_folders_and_the_choices(root: Path) -> None:
+    import hashlib
+
+    dataset = Make3D(root, depth_interpolation="nearest")
+    images, depths = dataset.sources
+    assert (images["name"], images["kind"], images["items"], images["hash_kind"]) == (
+        "Train400Img",
+        "folder",
+        3,
+        "files-sha256",
+    )
+    files = sorted((root / "Train400Img").iterdir())
+    assert images["bytes"] == sum(f.stat().st_size for f in files)
+    lines = sorted(f"{f.name}\t{f.stat().st_size}\n" for f in files)
+    assert images["hash"] == hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert images["settings"] == {
+        "split": "train",
+        "resize_to": [460, 345],
+        "depth_interpolation": "nearest",
+        "max_depth": None,
+    }
+    assert depths["name"] == "Train400Depth" and depths["items"] == 3
 
 
 def test_truncated_photo(root: Path) -> None:

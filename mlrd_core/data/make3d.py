@@ -16,10 +16,14 @@ Y, X and projective Z, channel 4 the depth in metres (about 0–81 m). Images an
 far from the photo's 4:3 aspect, so both are resized to ``resize_to`` (H, W), by default 460×345 — the
 "345×460" used since Liu et al. (DCNF, TPAMI 2016) and Laina et al. (3DV 2016), a 1/4.94 scale of the photo
 with its aspect ratio kept. The photo is decoded at a reduced JPEG scale and resized with Pillow's
-(antialiased) bilinear filter; the depth grid is upsampled bilinearly (``depth_interpolation="nearest"``
-keeps only measured values). Bilinear interpolation is validity-aware: an output pixel whose four source
-samples are not all valid is unknown (0) rather than a blend with a hole. ``resize_to=None`` keeps the photo at
-its native size and upsamples the grid to it.
+(antialiased) bilinear filter. The depth grid is upsampled with pixel-centre nearest neighbour by default, so
+every depth is a measured one: bilinear interpolation would blend the sky's 81.92 m (the laser's maximum) with
+the ground below it into depths inside the < 70 m range of criterion C1. ``depth_interpolation="bilinear"``
+interpolates instead, validity-aware (an output pixel whose four source samples are not all valid is unknown,
+never a blend with a hole). ``resize_to=None`` keeps the photo at its native size and upsamples the grid to it.
+
+**Truncated photos.** Test134 ships a JPEG that ends early; it is decoded as far as it goes (as public loaders
+do with Pillow's truncated-image loading) with a warning that names it.
 
 **Range.** Depths are returned as measured. The usual cap (the C1 error, depths < 70 m) belongs to the
 evaluation protocol (``make3d-c1``), so C2 (all depths) remains computable. ``max_depth`` marks farther
@@ -43,6 +47,7 @@ from torch.utils.data import Dataset
 
 from mlrd_core.data import register_dataset
 from mlrd_core.data.nyuv2 import decode_image, image_chw, item_position, make_item, mat_variables
+from mlrd_core.data.provenance import Source, folder_source
 from mlrd_core.errors import DataError
 
 #: Default working resolution (H, W): the photos' 2272×1704 (H×W) scaled by 1/4.94.
@@ -56,7 +61,7 @@ FOLDERS = {
     "train": (("Train400Img",), ("Train400Depth",)),
     "test": (("Test134", "Test134Img"), ("Test134Depth", "Gridlaserdata")),
 }
-INTERPOLATIONS = ("bilinear", "nearest")
+INTERPOLATIONS = ("nearest", "bilinear")
 
 
 def load_depth_grid(path: Path) -> np.ndarray:
@@ -125,7 +130,7 @@ class Make3D(Dataset):
         split: ``train`` (Train400) or ``test`` (Test134).
         image_dir, depth_dir: explicit folders, overriding ``root``.
         resize_to: (H, W) of the items, default :data:`WORKING_SIZE` (460×345); None keeps the photo's size.
-        depth_interpolation: ``bilinear`` (validity-aware, default) or ``nearest``.
+        depth_interpolation: ``nearest`` (default: measured depths only) or ``bilinear`` (validity-aware).
         max_depth: if given, depths beyond it (metres) are marked unknown; None (default) keeps them all.
     """
 
@@ -137,7 +142,7 @@ class Make3D(Dataset):
         image_dir: str | os.PathLike[str] | None = None,
         depth_dir: str | os.PathLike[str] | None = None,
         resize_to: tuple[int, int] | None = WORKING_SIZE,
-        depth_interpolation: str = "bilinear",
+        depth_interpolation: str = "nearest",
         max_depth: float | None = None,
     ) -> None:
         if split not in FOLDERS:
@@ -157,6 +162,23 @@ class Make3D(Dataset):
         self.max_depth = max_depth
         self.pairs = self._pair_files()
         self.names = [key for key, _, _ in self.pairs]
+        self._sources: list[Source] | None = None
+
+    @property
+    def sources(self) -> list[Source]:
+        """The photo and depth folders read (names and sizes of the paired files), with the loader's settings."""
+        if self._sources is None:
+            settings = {
+                "split": self.split,
+                "resize_to": list(self.resize_to) if self.resize_to is not None else None,
+                "depth_interpolation": self.depth_interpolation,
+                "max_depth": self.max_depth,
+            }
+            self._sources = [
+                folder_source(self.image_dir, [image for _, image, _ in self.pairs], len(self), settings=settings),
+                folder_source(self.depth_dir, [depth for _, _, depth in self.pairs], len(self)),
+            ]
+        return [dict(s) for s in self._sources]
 
     def _pair_files(self) -> list[tuple[str, Path, Path]]:
         """``(name, image, depth)`` for every image with its depth file, sorted by name; unpaired → error."""
@@ -192,10 +214,10 @@ class Make3D(Dataset):
         position = item_position(index, len(self), "Make3D")
         _, image_path, depth_path = self.pairs[position]
         if self.resize_to is None:
-            image = decode_image(image_path, where=str(image_path))
+            image = decode_image(image_path, where=str(image_path), allow_truncated=True)
         else:
             height, width = self.resize_to
-            image = decode_image(image_path, where=str(image_path), draft=(width, height))
+            image = decode_image(image_path, where=str(image_path), draft=(width, height), allow_truncated=True)
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         depth = load_depth_grid(depth_path)
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))

@@ -38,6 +38,7 @@ import io
 import math
 import os
 import posixpath
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ import h5py
 import numpy as np
 import scipy.io
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
@@ -96,22 +97,47 @@ def item_position(index: int, size: int, name: str) -> int:
     return index % size
 
 
-def decode_image(source: bytes | Path, *, where: str, draft: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(
+    source: bytes | Path,
+    *,
+    where: str,
+    draft: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
+) -> Image.Image:
     """Decode an RGB image (JPG, PNG, ...) fully, with Pillow; errors become :class:`DataError`.
 
     ``draft`` (width, height) lets libjpeg decode a JPEG at a reduced scale (1/2, 1/4, 1/8) no smaller than
-    that size, which is much faster for large photos that are resized anyway.
+    that size, which is much faster for large photos that are resized anyway. ``allow_truncated``: a file that
+    ends early is decoded as far as it goes (Pillow's ``LOAD_TRUNCATED_IMAGES``, as public loaders of Make3D
+    read its truncated test photo), with a :class:`UserWarning` naming it; the missing rows are left as the
+    decoder fills them.
     """
-    try:
+
+    def load() -> Image.Image:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         if draft is not None:
             image.draft("RGB", draft)
         image.load()
         return image.convert("RGB")
+
+    try:
+        return load()
     except FileNotFoundError as error:
         raise DataError(f"image {where} is missing") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot decode image {where}: {error} (truncated or corrupt file?)") from error
+        first = error
+    if allow_truncated and isinstance(first, OSError) and "truncated" in str(first):
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            image = load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataError(f"cannot decode image {where}: {error} (truncated or corrupt file?)") from error
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        warnings.warn(f"image {where} is truncated ({first}); loaded the part that is there", stacklevel=2)
+        return image
+    raise DataError(f"cannot decode image {where}: {first} (truncated or corrupt file?)") from first
 
 
 def image_chw(image: Image.Image) -> np.ndarray:
