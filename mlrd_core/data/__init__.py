@@ -9,6 +9,9 @@ Every dataset is a ``torch.utils.data.Dataset`` whose items are dicts:
 
 Datasets are built by name with :func:`make_dataset`; each module registers its builders with
 :func:`register_dataset`. Modules are imported lazily so that ``import mlrd_core.data`` stays cheap.
+
+File-backed datasets say which files they read: ``dataset.sources`` (or
+:func:`mlrd_core.data.provenance.dataset_sources` through wrappers), see :mod:`mlrd_core.data.provenance`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ _MODULES: dict[str, str] = {
     "nyuv2": "mlrd_core.data.nyuv2",
     "nyuv2-zip": "mlrd_core.data.nyuv2",
     "make3d": "mlrd_core.data.make3d",
+    "sunrgbd": "mlrd_core.data.sunrgbd",
+    "matterport3d": "mlrd_core.data.matterport3d",
 }
 
 
@@ -60,7 +65,8 @@ def make_dataset(
     seed: int = 0,
     **options: Any,
 ) -> Dataset:
-    """Build dataset ``name`` (``synthetic``, ``middlebury``, ``nyuv2``, ``nyuv2-zip``, ``make3d``).
+    """Build dataset ``name`` (``synthetic``, ``middlebury``, ``nyuv2``, ``nyuv2-zip``, ``make3d``, ``sunrgbd``,
+    ``matterport3d``).
 
     ``options`` go to the dataset's builder (split, root, ...; see each module), which returns items at their
     native resolution. When ``size`` (H, W) is given or ``augment`` is true, the dataset is wrapped in
