@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +32,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, NonFiniteLossError
+from mlrd_core.result import RunResult
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: The checkpoint before the latest one, kept by :func:`save_checkpoint` as a fallback.
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = ("config", "seed", "model", "optimizer", "weighting", "scaler", "rng", "epoch", "next_batch", "step")
 TIMING_PHASES = ("data", "forward", "losses", "backward")
 
 ProgressCallback = Callable[[str, Mapping[str, Any]], None]
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced, as plain records (no tensors) ready for a store."""
-
-    config: dict[str, Any]
-    seed: int
-    loss_names: list[str]
-    metrics: list[dict[str, Any]] = field(default_factory=list)  # split, epoch, protocol, name, value
-    periods: list[dict[str, Any]] = field(default_factory=list)  # the weighting method's period records
-    timings: dict[str, float] = field(default_factory=dict)
-    environment: dict[str, Any] = field(default_factory=dict)
-    resumed_from: dict[str, int] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def final_metrics(self, split: str = "test") -> dict[str, float]:
-        """The metrics of ``split`` at the last epoch they were computed."""
-        rows = [m for m in self.metrics if m["split"] == split]
-        if not rows:
-            return {}
-        last = max(m["epoch"] for m in rows)
-        return {m["name"]: m["value"] for m in rows if m["epoch"] == last}
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -122,18 +101,67 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write atomically: a kill during the write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write atomically and keep the previous checkpoint as :data:`PREVIOUS_CHECKPOINT_NAME` beside it: a kill
+    during the write leaves the previous checkpoint intact, and a checkpoint damaged later (a truncated copy, a full
+    disk) still has a predecessor to resume from (:func:`load_resume_checkpoint`). The temporary file is named
+    after the process, so two writers never rename each other's half-written file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         torch.save(dict(payload), fh)
         fh.flush()
         os.fsync(fh.fileno())
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _warn(message: str) -> None:
+    """A warning of the trainer: on stderr (a worker's ``worker.log``), prefixed so that it is found."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def load_resume_checkpoint(
+    workdir: Path, *, config: Mapping[str, Any], seed: int, warn: Callable[[str], None] = _warn
+) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint a run in ``workdir`` resumes from, and its file: ``checkpoint.pt``, or when that one does not
+    load (truncated, not a checkpoint, wrong format) the previous one, ``checkpoint.prev.pt``, or else none (a fresh
+    start). A file that does not load is renamed ``<name>.damaged-<UTC time>`` (kept for inspection, never loaded
+    again) and ``warn`` is called with a message naming it. A checkpoint that loads but belongs to another run
+    (config, seed) is a :class:`ConfigError`: it is not damaged, the folder is someone else's."""
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        path = workdir / name
+        if not path.exists():
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+            if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+                found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+                raise ValueError(f"format {found!r}, expected {CHECKPOINT_FORMAT}")
+            missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+            if missing:
+                raise ValueError(f"it lacks {missing}")
+        except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = path.with_name(f"{name}.damaged-{stamp}")
+            os.replace(path, aside)
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            fallback = "the previous checkpoint" if name == CHECKPOINT_NAME else "a fresh start"
+            warn(
+                f"checkpoint {path} does not load ({type(exc).__name__}: {first_line}); moved it to {aside.name} "
+                f"and resuming from {fallback}"
+            )
+            continue
+        if ckpt["config"] != dict(config) or ckpt["seed"] != seed:
+            raise ConfigError(
+                f"checkpoint {path} belongs to another run (config or seed differ); remove it or use another workdir"
+            )
+        return ckpt, path
+    return None, None
 
 
 def code_version() -> str:
@@ -302,13 +330,10 @@ def fit(
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ckpt_path = Path(workdir) / CHECKPOINT_NAME
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["config"] != result.config or ckpt["seed"] != seed:
-            raise ConfigError(
-                f"checkpoint {ckpt_path} belongs to another run (config, seed or format differ); "
-                "remove it or use another workdir"
-            )
+    ckpt = None
+    if ckpt_path is not None:
+        ckpt, _ = load_resume_checkpoint(ckpt_path.parent, config=result.config, seed=seed)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         weighting.load_state_dict(ckpt["weighting"])

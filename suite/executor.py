@@ -48,7 +48,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -60,6 +61,8 @@ from suite.worker import (
     LOG_FILE,
     RESULT_FILE,
     RUN_FILE,
+    DamagedFileError,
+    peek_json,
     read_json,
     write_json_atomic,
 )
@@ -71,6 +74,12 @@ POLL_S = 0.5
 EXIT_CHECK_S = 0.05
 #: Where the output of spares that have no run yet goes (under the executor's runs folder).
 SPARES_DIR = ".spares"
+#: Errors a worker records that the same config raises again on every attempt: such a run is not retried.
+DETERMINISTIC_ERRORS = frozenset(
+    {"ConfigError", "DataError", "ModelError", "ExpressionError", "ScheduleError", "WeightingError", "ShapeError"}
+)
+#: Checkpoint files a ``--force`` rerun removes before its first attempt (so it starts from scratch).
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 
 class RunLike(Protocol):
@@ -145,6 +154,8 @@ class _Active:
     info: dict[str, Any] = field(default_factory=dict)
     #: The start-up log of the spare that became this worker (None: started cold).
     spare_log: Path | None = None
+    #: The token of this attempt's claim on the run (every store write for it names the claim).
+    token: str | None = None
 
 
 @dataclass
@@ -229,65 +240,175 @@ class ExecutionSummary:
     interrupted: bool = False
     #: ``should_stop`` asked to stop: active workers were stopped (their runs are LOST), queued runs not started.
     stopped: bool = False
+    #: Runs another coordinator held when this one reached them, and that it finished (this one waited for them).
+    elsewhere: list[str] = field(default_factory=list)
 
 
 Event = Callable[[str, Mapping[str, Any]], None]
 
 
-def prepare_run_dir(run_dir: Path, run: Any, *, device: str, threads: int | None) -> None:
-    """Write the worker's ``run.json`` and clear what a previous attempt left (result, heartbeat, error); the
-    checkpoint stays, so the next worker resumes from it."""
+def new_owner() -> str:
+    """A coordinator's name in the store's claims: ``host:pid:nonce`` (the nonce tells apart two coordinators of
+    one process, e.g. a search beside nothing else, and a pid reused after a reboot)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def new_token() -> str:
+    """The token of one attempt's claim; the worker writes it into ``result.json``."""
+    return uuid.uuid4().hex
+
+
+def prepare_run_dir(
+    run_dir: Path, run: Any, *, device: str, threads: int | None, attempt: str | None = None, fresh: bool = False
+) -> None:
+    """Write the worker's ``run.json`` (with ``attempt``, the claim's token) and clear what a previous attempt left
+    (result, heartbeat, error); the checkpoints stay, so the next worker resumes from them, unless ``fresh`` (a
+    ``--force`` rerun, which starts from scratch). Call it only while holding the run's claim."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (RESULT_FILE, HEARTBEAT_FILE, ERROR_FILE):
+    for name in (RESULT_FILE, HEARTBEAT_FILE, ERROR_FILE, *(CHECKPOINT_FILES if fresh else ())):
         (run_dir / name).unlink(missing_ok=True)
     write_json_atomic(
         run_dir / RUN_FILE,
-        {"run_id": run.run_id, "seed": run.seed, "config": run.config.to_dict(), "device": device, "threads": threads},
+        {
+            "run_id": run.run_id,
+            "attempt": attempt,
+            "seed": run.seed,
+            "config": run.config.to_dict(),
+            "device": device,
+            "threads": threads,
+        },
     )
 
 
 def failure_message(run_dir: Path, otherwise: str) -> str:
-    """The worker's recorded exception and trace (``error.json``), or ``otherwise`` when it left none."""
-    error = read_json(run_dir / ERROR_FILE)
+    """The worker's recorded exception and trace (``error.json``), or ``otherwise`` when it left none (or a damaged
+    one)."""
+    error = peek_json(run_dir / ERROR_FILE)
     if error is None:
         return otherwise
-    return f"{error['type']}: {error['message']}\n{error['traceback']}"
+    return f"{error.get('type', 'Error')}: {error.get('message', '')}\n{error.get('traceback', '')}"
+
+
+def deterministic_failure(run_dir: Path) -> str | None:
+    """The exception type the worker recorded when it is one that the same config raises on every attempt
+    (:data:`DETERMINISTIC_ERRORS`: a configuration or data error), else None."""
+    kind = (peek_json(run_dir / ERROR_FILE) or {}).get("type")
+    return kind if kind in DETERMINISTIC_ERRORS else None
+
+
+def reject_result(path: Path) -> Path:
+    """Move a result file that failed its checks aside as ``result.json.rejected-<UTC time>``; returns where."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.rejected-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.rejected-{stamp}-{n}")
+    os.replace(path, aside)
+    return aside
+
+
+def take_result(
+    run_dir: Path, *, run_id: str, config: Mapping[str, Any], seed: int, attempt: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The run folder's ``result.json`` once it passed :func:`mlrd_core.result.validate_result` for this run,
+    config, seed and attempt: ``(payload, None)``. ``(None, None)``: there is none. ``(None, message)``: it was
+    empty, truncated, foreign or stale; it has been moved aside (:func:`reject_result`) and ``message`` says why
+    and where it is."""
+    from mlrd_core.result import ResultError, validate_result
+
+    path = run_dir / RESULT_FILE
+    try:
+        payload = read_json(path)
+        if payload is None:
+            return None, None
+        return validate_result(payload, run_id=run_id, config=config, seed=seed, attempt=attempt), None
+    except (DamagedFileError, ResultError) as exc:
+        why = str(exc).replace(f"{path} ", "").replace(str(path), "it")
+        try:
+            aside = reject_result(path)
+        except FileNotFoundError:
+            return None, None
+        return None, f"rejected {path} ({why}); moved it to {aside}"
+
+
+def _parse_pid(name: str | None) -> tuple[str, int | None]:
+    """``(host, pid)`` of a ``host:pid:...`` owner or worker record (pid None when there is none)."""
+    host, _, rest = (name or "").partition(":")
+    first = rest.split(":")[0]
+    return host, int(first) if first.isdigit() else None
+
+
+def abandoned(info: Any, run_dir: Path, *, stale_after_s: float) -> str | None:
+    """Why a RUNNING run is no longer driven by anyone, or None while its holder may still be at work: its claim's
+    coordinator is a dead process on this host, or its lease (the store's heartbeat) is older than
+    ``stale_after_s``. Runs marked RUNNING without a claim (``owner`` None) are judged by their worker's pid and
+    heartbeat file, as before claims existed. A damaged heartbeat file reads as no heartbeat."""
+    here = socket.gethostname()
+    if info.owner:
+        host, pid = _parse_pid(info.owner)
+        if host == here and pid is not None and not pid_alive(pid):
+            return f"its coordinator (pid {pid}) is gone"
+    else:
+        host, pid = _parse_pid(info.worker)
+        if host == here and pid is not None and not pid_alive(pid):
+            return "its worker process is gone"
+    beat = peek_json(run_dir / HEARTBEAT_FILE) or {}
+    last = max(
+        float(beat.get("time", 0.0)) if isinstance(beat.get("time"), int | float) else 0.0,
+        info.heartbeat_at.timestamp() if info.heartbeat_at is not None else 0.0,
+    )
+    if time.time() - last > stale_after_s:
+        return f"no heartbeat for {stale_after_s:.0f}s"
+    return None
+
+
+def settle_abandoned(store: Any, info: Any, run_dir: Path, why: str) -> bool:
+    """Settle one abandoned RUNNING run (:func:`abandoned` said ``why``) under its old claim: ingest its result when
+    a valid one is on disk (True), else mark it LOST (resumed from its checkpoint by whoever claims it next). Both
+    writes name the old claim's token, so when two coordinators settle the same run only one of them writes."""
+    from suite.store import ClaimLostError
+
+    payload, problem = take_result(run_dir, run_id=info.run_id, config=info.config, seed=info.seed, attempt=info.token)
+    try:
+        if payload is not None:
+            return bool(store.ingest_result(info.run_id, payload, token=info.token))
+        store.mark_lost(info.run_id, f"{why}{'; ' + problem if problem else ''}", token=info.token)
+    except ClaimLostError:
+        pass  # another coordinator settled it first
+    return False
 
 
 def settle_running(
     store: Any, running: Sequence[Any], run_dir: Callable[[str], Path], *, stale_after_s: float
 ) -> tuple[list[str], dict[str, str]]:
-    """Settle runs the store says are RUNNING although no coordinator of this process drives them.
+    """Settle runs the store says are RUNNING although no live coordinator drives them.
 
-    A finished result on disk is ingested. A local worker that is gone (dead pid on this host, or a heartbeat older
-    than ``stale_after_s``) makes its run LOST, to be resumed from its checkpoint. Runs of SLURM jobs are settled by
-    their job's state (:func:`suite.slurm.settle_slurm_runs`). Returns the ids ingested and, for runs whose SLURM
-    job is still queued or running, ``{run id: job id}``.
+    Runs of local workers (:func:`abandoned`): a valid finished result on disk is ingested, anything else makes the
+    run LOST, to be resumed from its checkpoint; a run whose holder is alive is left to it. Runs of SLURM jobs are
+    settled by their job's state (:func:`suite.slurm.settle_slurm_runs`) once their coordinator is gone. Returns
+    the ids ingested and, for runs whose SLURM job is still queued or running, ``{run id: job id}``.
     """
     from suite.slurm import is_slurm_worker, settle_slurm_runs
 
     ingested: list[str] = []
-    unsettled = []
+    slurm = []
     for info in running:
-        result = read_json(run_dir(info.run_id) / RESULT_FILE)
-        if result is not None:
-            store.ingest_result(info.run_id, result)
-            ingested.append(info.run_id)
-        else:
-            unsettled.append(info)
-    host = socket.gethostname()
-    for info in unsettled:
+        folder = run_dir(info.run_id)
         if is_slurm_worker(info.worker):
+            host, pid = _parse_pid(info.owner)
+            if host == socket.gethostname() and pid is not None and pid != os.getpid() and pid_alive(pid):
+                continue  # its coordinator still watches the job
+            payload, _ = take_result(folder, run_id=info.run_id, config=info.config, seed=info.seed, attempt=info.token)
+            if payload is not None and store.ingest_result(info.run_id, payload):
+                ingested.append(info.run_id)
+            elif payload is None:
+                slurm.append(info)
             continue
-        worker_host, _, rest = (info.worker or "").partition(":")
-        pid = int(rest.split(":")[0]) if rest.split(":")[0].isdigit() else None
-        beat = read_json(run_dir(info.run_id) / HEARTBEAT_FILE) or {}
-        stale = time.time() - float(beat.get("time", 0.0)) > stale_after_s
-        dead_here = worker_host == host and pid is not None and not pid_alive(pid)
-        if dead_here or stale:
-            why = "its worker process is gone" if dead_here else f"no heartbeat for {stale_after_s:.0f}s"
-            store.mark_lost(info.run_id, why)
-    alive = settle_slurm_runs(store, [i for i in unsettled if is_slurm_worker(i.worker)])
+        why = abandoned(info, folder, stale_after_s=stale_after_s)
+        if why is not None and settle_abandoned(store, info, folder, why):
+            ingested.append(info.run_id)
+    alive = settle_slurm_runs(store, slurm)
     return ingested, alive
 
 
@@ -324,6 +445,9 @@ class LocalExecutor:
         #: RUNNING runs this executor drives although it did not start them: none (local workers die with their
         #: coordinator, so a new coordinator never re-attaches to them).
         self.adopted: dict[str, str] = {}
+        #: This coordinator's name in the store's claims (:func:`new_owner`).
+        self.owner = new_owner()
+        self._fresh: set[str] = set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id[:16]
@@ -335,9 +459,16 @@ class LocalExecutor:
         on_event: Event | None = None,
         *,
         should_stop: Callable[[], bool] | None = None,
+        fresh: Collection[str] = (),
     ) -> ExecutionSummary:
         """Run ``runs`` to completion (or failure past the retry budget). Ctrl-C stops the workers; their runs
         become LOST and resume from their checkpoints the next time.
+
+        Every attempt first claims its run in the store (:meth:`Store.claim`) and only then touches the run folder.
+        A run another coordinator holds is not started: this one waits for it (``waiting`` event) and counts it in
+        ``summary.elsewhere`` once that one finished it, or claims it when that coordinator stops, dies or lets its
+        lease go stale. Runs in ``fresh`` (``--force``) are claimed even when DONE, start without their checkpoints,
+        and keep their old results until the new ones are ingested.
 
         ``should_stop`` is called once per poll (every :data:`POLL_S` seconds, sooner when a worker exits) while work
         remains; when it returns True the active workers are stopped the same way (runs LOST, resumable), queued runs
@@ -347,27 +478,36 @@ class LocalExecutor:
         if on_event is not None:
             self.on_event = on_event
         queue = list(runs)
+        self._fresh = set(fresh)
         attempts: dict[str, int] = {}
         active: dict[str, _Active] = {}
+        waiting: dict[str, Any] = {}
         summary = ExecutionSummary()
         interrupt = DeferredInterrupt()
         self._spares_on = self.warm is not False
         try:
             with interrupt:
-                while queue or active:
+                while queue or active or waiting:
                     interrupt.check()
                     free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
                     while queue and free:
                         run = queue.pop(0)
+                        started = self._start(run, free[0])
+                        if started is None:  # another coordinator holds it
+                            waiting[run.run_id] = run
+                            continue
+                        free.pop(0)
                         attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
-                        active[run.run_id] = self._start(run, free.pop(0))
+                        active[run.run_id] = started
                     self._top_up_spares(len(queue))
                     self._wait(active, interrupt)
                     interrupt.check()
-                    self._poll(active, queue, attempts, summary)
-                    if should_stop is not None and (queue or active) and should_stop():
+                    self._poll(active, queue, attempts, summary, waiting)
+                    self._check_waiting(waiting, queue, summary)
+                    if should_stop is not None and (queue or active or waiting) and should_stop():
                         summary.stopped = True
                         queue.clear()
+                        waiting.clear()
                         self._stop_all(
                             list(active.values()), "stopped early by the coordinator (e.g. a pruned search trial)"
                         )
@@ -381,6 +521,31 @@ class LocalExecutor:
         finally:
             self._discard_spares()
         return summary
+
+    def _check_waiting(self, waiting: dict[str, Any], queue: list[Any], summary: ExecutionSummary) -> None:
+        """Runs held by another coordinator: DONE there counts as done here; free again (FAILED, LOST, or its holder
+        gone: settled here under its claim) goes back to the queue, to be claimed."""
+        from suite.store import RunState
+
+        for run_id, run in list(waiting.items()):
+            info = self.store.get_run(run_id)
+            state = RunState(info.state)
+            if state is RunState.RUNNING:
+                why = abandoned(info, self.run_dir(run_id), stale_after_s=self.stale_after_s)
+                if why is None:
+                    continue
+                if settle_abandoned(self.store, info, self.run_dir(run_id), why):
+                    state = RunState.DONE
+                else:
+                    state = RunState(self.store.get_run(run_id).state)
+            if state is RunState.RUNNING:
+                continue
+            del waiting[run_id]
+            if state is RunState.DONE and run_id not in self._fresh:
+                summary.elsewhere.append(run_id)
+                self.on_event("done_elsewhere", {"run": run})
+            else:
+                queue.append(run)
 
     def _wait(self, active: Mapping[str, _Active], interrupt: DeferredInterrupt) -> None:
         """Sleep up to :data:`POLL_S`, returning early when a worker exits (so its result is ingested and its slot
@@ -397,10 +562,21 @@ class LocalExecutor:
         queue: list[Any],
         attempts: dict[str, int],
         summary: ExecutionSummary,
+        waiting: dict[str, Any],
     ) -> None:
-        """Forward heartbeats, and settle every worker that exited: ingest, retry or give up."""
+        """Forward heartbeats, and settle every worker that exited: ingest, retry or give up. A run whose claim this
+        coordinator lost (another one took it over) is stopped and waited for like any run held elsewhere."""
+        from suite.store import ClaimLostError
+
         for run_id, act in list(active.items()):
-            self._pulse(act)
+            try:
+                self._pulse(act)
+            except ClaimLostError as exc:
+                del active[run_id]
+                self._stop_all([act], "", record=False)
+                self.on_event("claim_lost", {"run": act.run, "error": str(exc)})
+                waiting[run_id] = act.run
+                continue
             code = act.proc.poll()
             if code is None:
                 continue
@@ -411,21 +587,34 @@ class LocalExecutor:
                 early = "" if took_over else _tail(act.spare_log)
                 self._forget_spare_log(act.spare_log)
                 if not took_over:  # the spare died before it started the run: not the run's failure
-                    self.store.mark_lost(run_id, "its pre-started worker ended before starting it; restarting cold")
+                    with contextlib.suppress(ClaimLostError):
+                        self.store.mark_lost(
+                            run_id, "its pre-started worker ended before starting it; restarting cold", token=act.token
+                        )
                     self._spare_failed(act.run, act.slot, code, why=early)
                     attempts[run_id] -= 1
                     queue.insert(0, act.run)
                     continue
-            if self._finish(act, code):
+            try:
+                outcome = self._finish(act, code)
+            except ClaimLostError as exc:
+                self.on_event("claim_lost", {"run": act.run, "error": str(exc)})
+                waiting[run_id] = act.run
+                continue
+            if outcome:
                 summary.done.append(run_id)
-            elif attempts[run_id] < self.max_attempts:
+                self._fresh.discard(run_id)
+            elif attempts[run_id] < self.max_attempts and deterministic_failure(act.run_dir) is None:
                 self.on_event("retry", {"run": act.run, "attempt": attempts[run_id] + 1})
                 queue.append(act.run)
             else:
                 summary.failed[run_id] = self.store.get_run(run_id).error or "failed"
 
-    def _stop_all(self, acts: Sequence[_Active], why: str) -> None:
-        """SIGTERM the workers, wait for them, and mark their runs LOST (resumable from their checkpoints)."""
+    def _stop_all(self, acts: Sequence[_Active], why: str, *, record: bool = True) -> None:
+        """SIGTERM the workers, wait for them, and mark their runs LOST (resumable from their checkpoints); with
+        ``record=False`` (a claim this coordinator lost) the store is left to the run's new holder."""
+        from suite.store import ClaimLostError
+
         for act in acts:
             act.proc.send_signal(signal.SIGTERM)
         for act in acts:
@@ -437,13 +626,33 @@ class LocalExecutor:
             act.log.close()
             if act.spare_log is not None:
                 self._forget_spare_log(act.spare_log)
-            self.store.mark_lost(act.run.run_id, f"{why}; resumes on the next run")
+            if record:
+                with contextlib.suppress(ClaimLostError):
+                    self.store.mark_lost(act.run.run_id, f"{why}; resumes on the next run", token=act.token)
 
-    def _start(self, run: Any, slot: Slot) -> _Active:
-        """Start ``run`` on ``slot``: on a spare of the slot's profile when there is one (if it is still importing, the
-        run waits for the rest, which is sooner than a cold start would be ready), else cold."""
+    def _start(self, run: Any, slot: Slot) -> _Active | None:
+        """Claim ``run`` and start it on ``slot``: on a spare of the slot's profile when there is one (if it is still
+        importing, the run waits for the rest, which is sooner than a cold start would be ready), else cold. None
+        (nothing touched) when another coordinator holds the run."""
         run_dir = self.run_dir(run.run_id)
-        prepare_run_dir(run_dir, run, device=slot.device, threads=slot.threads)
+        token = new_token()
+        host = socket.gethostname()
+        claimed = self.store.claim(
+            run.run_id,
+            owner=self.owner,
+            token=token,
+            worker=f"{host}:{os.getpid()}:{slot.name}",  # the coordinator's pid until the worker's is known
+            workdir=str(run_dir),
+            stale_after_s=self.stale_after_s,
+            force=run.run_id in self._fresh,
+        )
+        if claimed is None:
+            self.on_event("waiting", {"run": run, "owner": (self.store.get_run(run.run_id) or run).owner})
+            return None
+        prepare_run_dir(
+            run_dir, run, device=slot.device, threads=slot.threads, attempt=token, fresh=run.run_id in self._fresh
+        )
+        self._fresh.discard(run.run_id)  # later attempts of a forced run resume from its new checkpoints
         spare = self._take_spare(slot, run)
         if spare is not None:
             proc, log, spare_log = spare.proc, spare.log, spare.log_path
@@ -451,9 +660,17 @@ class LocalExecutor:
             log = open(run_dir / LOG_FILE, "ab")  # noqa: SIM115 - closed when the worker ends
             proc = self._spawn([str(run_dir)], slot, stdout=log, stdin=subprocess.DEVNULL)
             spare_log = None
-        worker = f"{socket.gethostname()}:{proc.pid}:{slot.name}"
-        self.store.mark_running(run.run_id, worker=worker, workdir=str(run_dir))
-        act = _Active(run=run, slot=slot, proc=proc, run_dir=run_dir, log=log, started=time.time(), spare_log=spare_log)
+        self.store.heartbeat(run.run_id, token=token, worker=f"{host}:{proc.pid}:{slot.name}")
+        act = _Active(
+            run=run,
+            slot=slot,
+            proc=proc,
+            run_dir=run_dir,
+            log=log,
+            started=time.time(),
+            spare_log=spare_log,
+            token=token,
+        )
         self.on_event("start", {"run": run, "slot": slot.name, "pid": proc.pid, "warm": spare is not None})
         return act
 
@@ -534,7 +751,7 @@ class LocalExecutor:
 
     def _took_over(self, act: _Active) -> bool:
         """Whether a spare that ended had started its run (it beat the run's heartbeat, or wrote its result)."""
-        beat = read_json(act.run_dir / HEARTBEAT_FILE) or {}
+        beat = peek_json(act.run_dir / HEARTBEAT_FILE) or {}
         return beat.get("pid") == act.proc.pid or (act.run_dir / RESULT_FILE).exists()
 
     def _spare_failed(self, run: Any, slot: Slot, code: int, *, why: str) -> None:
@@ -578,22 +795,36 @@ class LocalExecutor:
             path.parent.rmdir()  # the folder goes once no spare of any coordinator uses it
 
     def _pulse(self, act: _Active) -> None:
-        beat = read_json(act.run_dir / HEARTBEAT_FILE)
-        if beat and beat.get("pid") == act.proc.pid and beat["time"] > act.last_beat:
-            act.last_beat = beat["time"]
+        """Forward a new heartbeat of the worker to the store (renewing the claim's lease). A damaged heartbeat
+        file counts as no new beat; a claim another coordinator took over raises :class:`ClaimLostError`."""
+        beat = peek_json(act.run_dir / HEARTBEAT_FILE)
+        when = beat.get("time") if beat else None
+        if beat and beat.get("pid") == act.proc.pid and isinstance(when, int | float) and when > act.last_beat:
+            act.last_beat = float(when)
             act.info = beat
-            self.store.heartbeat(act.run.run_id)
+            self.store.heartbeat(act.run.run_id, token=act.token)
             self.on_event("progress", {"run": act.run, "slot": act.slot.name, "info": beat, "started": act.started})
 
     def _finish(self, act: _Active, code: int) -> bool:
-        result = read_json(act.run_dir / RESULT_FILE) if code == 0 else None
-        if result is not None:
-            self.store.ingest_result(act.run.run_id, result)
+        """Ingest the exited worker's result after :func:`take_result` checked it (True), or record the attempt's
+        failure (False): no result, or one that was rejected and moved aside (the message names the file)."""
+        payload, problem = (None, None)
+        if code == 0:
+            run = act.run
+            config = run.config.to_dict()
+            payload, problem = take_result(
+                act.run_dir, run_id=run.run_id, config=config, seed=run.seed, attempt=act.token
+            )
+        if payload is not None:
+            self.store.ingest_result(act.run.run_id, payload, token=act.token)
             self.on_event("done", {"run": act.run, "seconds": time.time() - act.started})
             return True
-        tail = (act.run_dir / "worker.log").read_bytes()[-4000:].decode(errors="replace")
-        message = failure_message(act.run_dir, f"worker exited with code {code} and no result\n{tail}")
-        self.store.mark_failed(act.run.run_id, message)
+        if problem is not None:
+            message = f"{problem}; the run resumes from its checkpoint on its next attempt"
+        else:
+            tail = _tail(act.run_dir / LOG_FILE)
+            message = failure_message(act.run_dir, f"worker exited with code {code} and no result\n{tail}")
+        self.store.mark_failed(act.run.run_id, message, token=act.token)
         self.on_event("failed", {"run": act.run, "error": message.splitlines()[0]})
         return False
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -38,7 +39,7 @@ class RunProgress:
                 console=self.console,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.label, total=None, status="starting")
+            self._task = self._progress.add_task(escape(self.label), total=None, status="starting")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,7 +59,7 @@ class RunProgress:
             where = f"epoch {info['epoch'] + 1}/{self.total_epochs} val" if kind == "epoch" else "test"
             line = f"{self.label}: {where} {shown} ({time.perf_counter() - self._started:.0f}s)"
             if self._progress is not None:
-                self._progress.console.print(line)
+                self._progress.console.print(line, markup=False, highlight=False)
             else:
                 print(line, file=sys.stderr, flush=True)
 
@@ -67,8 +68,9 @@ class SuiteProgress:
     """Progress of a whole spec: an overall bar with one line per active run (slot, run, epoch/period, loss, λ,
     ETA) on a terminal; one plain line per started/finished/failed run otherwise.
 
-    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``; the SLURM
-    executor adds ``submit``, ``adopt``, ``requeue`` and ``lost``).
+    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``, ``waiting`` and
+    ``done_elsewhere`` for runs another coordinator holds, ``claim_lost``; the SLURM executor adds ``submit``,
+    ``adopt``, ``requeue`` and ``lost``). Labels and messages are printed as text, never as rich markup.
     """
 
     def __init__(self, total: int, *, already_done: int = 0, console: Console | None = None) -> None:
@@ -107,8 +109,9 @@ class SuiteProgress:
         return f"{run.group}/{run.arm} s{run.seed}"
 
     def _line(self, text: str) -> None:
+        """One line of text as it is: labels and errors may contain rich markup such as ``[/oops]``."""
         if self._progress is not None:
-            self._progress.console.print(text)
+            self._progress.console.print(text, markup=False, highlight=False)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -122,7 +125,7 @@ class SuiteProgress:
         if kind == "start":
             if self._progress is not None:
                 self._tasks[key] = self._progress.add_task(
-                    f"  {info['slot']:>5} {self.label(run)}", total=None, status="starting"
+                    escape(f"  {info['slot']:>5} {self.label(run)}"), total=None, status="starting"
                 )
             else:
                 self._line(f"start  {self.label(run)} [{key[:12]}] on {info['slot']}")
@@ -136,7 +139,21 @@ class SuiteProgress:
                 status = f"ep {beat['epoch'] + 1}/{epochs} p{beat.get('period', 0)} loss {beat['loss']:.3g}"
                 if lam is not None:
                     status += f" λ {lam:+.2g}"
-                self._progress.update(self._tasks[key], total=total, completed=done, status=status)
+                self._progress.update(self._tasks[key], total=total, completed=done, status=escape(status))
+        elif kind == "waiting":
+            self._line(
+                f"wait   {self.label(run)} [{key[:12]}]: held by another coordinator ({info.get('owner')}); taken over "
+                "if that one stops"
+            )
+        elif kind == "claim_lost":
+            if self._progress is not None and key in self._tasks:
+                self._progress.remove_task(self._tasks.pop(key))
+            self._line(f"lost   {self.label(run)} [{key[:12]}]: {info['error']}; waiting for its new holder")
+        elif kind == "done_elsewhere":
+            self.completed += 1
+            self._line(f"done   {self.label(run)} [{key[:12]}] by another coordinator ({self._count()})")
+            if self._progress is not None:
+                self._progress.update(self._overall, completed=self.completed, status=self._count())
         elif kind in ("done", "failed", "lost"):
             if self._progress is not None and key in self._tasks:
                 self._progress.remove_task(self._tasks.pop(key))

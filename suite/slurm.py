@@ -46,10 +46,13 @@ from suite.executor import (
     Event,
     ExecutionSummary,
     failure_message,
+    new_owner,
+    new_token,
     prepare_run_dir,
     settle_running,
+    take_result,
 )
-from suite.worker import ERROR_FILE, HEARTBEAT_FILE, RESULT_FILE, read_json, run_worker, write_json_atomic
+from suite.worker import ERROR_FILE, HEARTBEAT_FILE, peek_json, run_worker, write_json_atomic
 
 if TYPE_CHECKING:
     from suite.spec import SlurmSettings
@@ -164,7 +167,10 @@ def settle_slurm_runs(store: Any, running: Sequence[Any]) -> dict[str, str]:
     """Settle RUNNING runs of SLURM jobs that have no result on disk: a job that ended makes its run LOST
     (resumable from its checkpoint); a job still alive, or whose state SLURM cannot tell now, keeps its run
     RUNNING. Returns ``{run id: job id}`` of the runs left RUNNING."""
+    from suite.store import ClaimLostError
+
     jobs = {info.run_id: job_id_of(info.worker) or "" for info in running}
+    tokens = {info.run_id: getattr(info, "token", None) for info in running}
     states = job_states(jobs.values())
     alive: dict[str, str] = {}
     for run_id, job in jobs.items():
@@ -172,7 +178,12 @@ def settle_slurm_runs(store: Any, running: Sequence[Any]) -> dict[str, str]:
             alive[run_id] = job
         else:
             state = states.get(job) or "no longer listed"
-            store.mark_lost(run_id, f"its SLURM job {job} ended ({state}) without a result; resumes on the next run")
+            with contextlib.suppress(ClaimLostError):
+                store.mark_lost(
+                    run_id,
+                    f"its SLURM job {job} ended ({state}) without a result; resumes on the next run",
+                    token=tokens.get(run_id),
+                )
     return alive
 
 
@@ -207,7 +218,7 @@ class WorkerTask:
     def __call__(self) -> str:
         code = run_worker(Path(self.run_dir))
         if code != 0:
-            error = read_json(Path(self.run_dir) / ERROR_FILE) or {}
+            error = peek_json(Path(self.run_dir) / ERROR_FILE) or {}
             raise RuntimeError(
                 f"the worker failed with exit code {code}: {error.get('type', '?')}: {error.get('message', '')}"
             )
@@ -282,6 +293,8 @@ class _Task:
     last_beat_seen: float = 0.0
     worker_pid: tuple[str, int] | None = None
     ended: float | None = None
+    #: The token of the run's claim (None for runs marked RUNNING without one).
+    token: str | None = None
 
 
 class SlurmExecutor:
@@ -321,6 +334,9 @@ class SlurmExecutor:
         #: RUNNING runs whose SLURM job outlived an earlier coordinator: {run id: job id}; ``execute`` watches them
         #: instead of submitting them again.
         self.adopted: dict[str, str] = {}
+        #: This coordinator's name in the store's claims (:func:`suite.executor.new_owner`).
+        self.owner = new_owner()
+        self._fresh: set[str] = set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id[:16]
@@ -340,10 +356,14 @@ class SlurmExecutor:
         on_event: Event | None = None,
         *,
         should_stop: Callable[[], bool] | None = None,
+        fresh: Iterable[str] = (),
     ) -> ExecutionSummary:
         """Run ``runs`` to completion (or failure past the retry budget), as in ``LocalExecutor.execute``. Adopted
-        runs are watched, the others submitted as one job array. Ctrl-C (or ``should_stop``) cancels the tasks;
-        their runs become LOST and resume from their checkpoints the next time."""
+        runs are watched, the others claimed in the store and submitted as one job array; a run another coordinator
+        holds is left to it (``waiting`` event). Runs in ``fresh`` (``--force``) start without their checkpoints.
+        Ctrl-C (or ``should_stop``) cancels the tasks; their runs become LOST and resume from their checkpoints the
+        next time."""
+        self._fresh = set(fresh)
         if on_event is not None:
             self.on_event = on_event
         summary = ExecutionSummary()
@@ -357,6 +377,7 @@ class SlurmExecutor:
             else:
                 attempts[run.run_id] = 1
                 watched[run.run_id] = self._adopt(run, job)
+                watched[run.run_id].token = self.store.get_run(run.run_id).token
         states: dict[str, str | None] | None = {}
         last_query = float("-inf")
         try:
@@ -399,8 +420,11 @@ class SlurmExecutor:
         no old worker still writes into a run folder when the next coordinator starts."""
         ids = [t.job_id for t in tasks]
         cancel(ids)
+        from suite.store import ClaimLostError
+
         for task in tasks:
-            self.store.mark_lost(task.run.run_id, f"{why}; resumes on the next run")
+            with contextlib.suppress(ClaimLostError):
+                self.store.mark_lost(task.run.run_id, f"{why}; resumes on the next run", token=task.token)
         deadline = time.time() + wait_s
         while ids and time.time() < deadline:
             states = job_states(ids)
@@ -416,21 +440,48 @@ class SlurmExecutor:
         executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=self.settings.max_timeouts)
         executor.update_parameters(**sbatch_parameters(self.settings, job_name=self.job_name))
         device = "cuda" if self.settings.gpus_per_task else "cpu"
-        dirs = [self.run_dir(run.run_id).absolute() for run in runs]
-        for run, run_dir in zip(runs, dirs, strict=True):
-            prepare_run_dir(run_dir, run, device=device, threads=self.settings.cpus_per_task)
+        claimed: list[tuple[Any, Path, str]] = []
+        for run in runs:
+            run_dir = self.run_dir(run.run_id).absolute()
+            token = new_token()
+            won = self.store.claim(
+                run.run_id,
+                owner=self.owner,
+                token=token,
+                worker=f"{WORKER_PREFIX}pending",
+                workdir=str(run_dir),
+                stale_after_s=self.stale_after_s,
+                force=run.run_id in self._fresh,
+            )
+            if won is None:  # another coordinator holds it: its folder is not ours to touch
+                self.on_event("waiting", {"run": run, "owner": self.store.get_run(run.run_id).owner})
+                continue
+            prepare_run_dir(
+                run_dir,
+                run,
+                device=device,
+                threads=self.settings.cpus_per_task,
+                attempt=token,
+                fresh=run.run_id in self._fresh,
+            )
+            self._fresh.discard(run.run_id)
             (run_dir / JOB_FILE).unlink(missing_ok=True)
+            claimed.append((run, run_dir, token))
+        if not claimed:
+            return {}
         try:
-            jobs = executor.submit_array([WorkerTask(str(d)) for d in dirs])
+            jobs = executor.submit_array([WorkerTask(str(d)) for _, d, _ in claimed])
         except (OSError, subprocess.SubprocessError, RuntimeError) as exc:  # submitit's FailedJobError included
-            raise SlurmError(f"sbatch refused the job array of {len(runs)} run(s): {exc}") from exc
+            for run, _, token in claimed:
+                self.store.mark_failed(run.run_id, f"sbatch refused the job array: {exc}", token=token)
+            raise SlurmError(f"sbatch refused the job array of {len(claimed)} run(s): {exc}") from exc
         now = time.time()
         tasks: dict[str, _Task] = {}
-        for run, run_dir, job in zip(runs, dirs, jobs, strict=True):
+        for (run, run_dir, token), job in zip(claimed, jobs, strict=True):
             log = Path(job.paths.stdout)
             write_json_atomic(run_dir / JOB_FILE, {"job_id": job.job_id, "log": str(log), "submitted": now})
-            self.store.mark_running(run.run_id, worker=f"{WORKER_PREFIX}{job.job_id}", workdir=str(run_dir))
-            tasks[run.run_id] = _Task(run=run, job_id=job.job_id, run_dir=run_dir, log=log, submitted=now)
+            self.store.heartbeat(run.run_id, token=token, worker=f"{WORKER_PREFIX}{job.job_id}")
+            tasks[run.run_id] = _Task(run=run, job_id=job.job_id, run_dir=run_dir, log=log, submitted=now, token=token)
         array = jobs[0].job_id.split("_")[0]
         self.on_event(
             "submit",
@@ -439,7 +490,7 @@ class SlurmExecutor:
         return tasks
 
     def _adopt(self, run: Any, job_id: str) -> _Task:
-        info = read_json(self.run_dir(run.run_id) / JOB_FILE) or {}
+        info = peek_json(self.run_dir(run.run_id) / JOB_FILE) or {}
         log = Path(info["log"]) if info.get("log") else None
         now = time.time()
         self.on_event("adopt", {"run": run, "job": job_id})
@@ -448,11 +499,20 @@ class SlurmExecutor:
     def _check(self, task: _Task, states: Mapping[str, str | None] | None, now: float) -> str | None:
         """Read the task's folder and state; settle it when it is over: "done", "failed", "lost", "cancelled"."""
         self._pulse(task, now)
-        result = read_json(task.run_dir / RESULT_FILE)
+        run = task.run
+        result, problem = take_result(
+            task.run_dir, run_id=run.run_id, config=run.config.to_dict(), seed=run.seed, attempt=task.token
+        )
         if result is not None:
-            self.store.ingest_result(task.run.run_id, result)
+            self.store.ingest_result(task.run.run_id, result, token=task.token)
             self.on_event("done", {"run": task.run, "seconds": now - (task.started or task.submitted)})
             return "done"
+        if problem is not None:
+            cancel([task.job_id])
+            message = f"{problem}; the run resumes from its checkpoint on its next attempt"
+            self.store.mark_failed(task.run.run_id, message, token=task.token)
+            self.on_event("failed", {"run": task.run, "error": message})
+            return "failed"
         known = states is not None and task.job_id in states
         state = states.get(task.job_id) if states is not None else None
         if not known or is_alive(state):
@@ -470,7 +530,7 @@ class SlurmExecutor:
                 cancel([task.job_id])
                 hint = "" if task.last_beat else " (none ever arrived: is the results folder shared with the nodes?)"
                 reason = f"SLURM job {task.job_id} sent no heartbeat for {silent:.0f}s{hint}; cancelled"
-                self.store.mark_lost(task.run.run_id, reason)
+                self.store.mark_lost(task.run.run_id, reason, token=task.token)
                 self.on_event("lost", {"run": task.run, "error": reason})
                 return "lost"
         return None
@@ -480,8 +540,8 @@ class SlurmExecutor:
         self.on_event("start", {"run": task.run, "slot": task.job_id})
 
     def _pulse(self, task: _Task, now: float) -> None:
-        beat = read_json(task.run_dir / HEARTBEAT_FILE)
-        if not beat or float(beat.get("time", 0.0)) <= task.last_beat:
+        beat = peek_json(task.run_dir / HEARTBEAT_FILE)
+        if not beat or not isinstance(beat.get("time"), int | float) or float(beat["time"]) <= task.last_beat:
             return
         if task.started is None:
             self._start(task, now)
@@ -491,21 +551,21 @@ class SlurmExecutor:
         task.worker_pid = pid
         task.last_beat = float(beat["time"])
         task.last_beat_seen = now
-        self.store.heartbeat(task.run.run_id)
+        self.store.heartbeat(task.run.run_id, token=task.token)
         self.on_event("progress", {"run": task.run, "slot": task.job_id, "info": beat, "started": task.started})
 
     def _ended(self, task: _Task, state: str | None) -> str:
         shown = state or "no longer listed"
         if state == "CANCELLED" and not (task.run_dir / ERROR_FILE).exists():
             reason = f"SLURM job {task.job_id} was cancelled outside the suite (scancel?); resumes on the next run"
-            self.store.mark_lost(task.run.run_id, reason)
+            self.store.mark_lost(task.run.run_id, reason, token=task.token)
             self.on_event("lost", {"run": task.run, "error": reason})
             return "cancelled"
         tail = ""
         if task.log is not None and task.log.exists():
             tail = f"\nlast lines of {task.log}:\n" + task.log.read_bytes()[-4000:].decode(errors="replace")
         message = failure_message(task.run_dir, f"SLURM job {task.job_id} ended ({shown}) without a result{tail}")
-        self.store.mark_failed(task.run.run_id, message)
+        self.store.mark_failed(task.run.run_id, message, token=task.token)
         self.on_event("failed", {"run": task.run, "error": message.splitlines()[0]})
         return "failed"
 

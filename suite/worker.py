@@ -2,13 +2,16 @@
 
 A worker never touches the database. It communicates with the coordinator through files in its run folder:
 
-- ``run.json`` (input): ``{"run_id", "seed", "config", "device", "threads"}``, written by the coordinator;
+- ``run.json`` (input): ``{"run_id", "attempt", "seed", "config", "device", "threads"}``, written by the
+  coordinator once it holds the run's claim in the store (``attempt`` is the claim's token);
 - ``heartbeat.json``: rewritten atomically every few seconds by a background thread, with the latest progress
   (epoch, step, loss, λ) and the worker's pid; a heartbeat that stops means the worker is gone;
-- ``result.json``: the :class:`mlrd_core.trainer.RunResult`, written atomically once the run finished, plus a
+- ``result.json``: the :class:`mlrd_core.result.RunResult` in the file form of :func:`mlrd_core.result.result_payload`
+  (format version, run id, config hash, the attempt's token), written atomically once the run finished, with a
   ``worker`` record (pid, whether the process was pre-started, ``fit_s``: the wall time of ``fit()`` itself);
 - ``error.json``: the exception and its traceback when the run failed;
-- ``checkpoint.pt``: the trainer's checkpoint, which makes a rerun of the same folder resume.
+- ``checkpoint.pt`` (and the one before it, ``checkpoint.prev.pt``): the trainer's checkpoints, which make a rerun
+  of the same folder resume.
 
 Two ways to start one (docs/running.md, "How workers start"):
 
@@ -38,6 +41,8 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
+
+from mlrd_core.errors import MLRDError
 
 RUN_FILE = "run.json"
 HEARTBEAT_FILE = "heartbeat.json"
@@ -69,11 +74,35 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class DamagedFileError(MLRDError, ValueError):
+    """A run-folder file exists but is not the JSON object it should be (empty, truncated, not an object)."""
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None when it does not exist (yet)."""
+    """The JSON object at ``path``, or None when it does not exist (yet). A file that exists but does not hold a
+    JSON object (empty, truncated by a kill or a full disk) raises :class:`DamagedFileError` naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(f"{path} cannot be read: {exc}") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "empty" if not text.strip() else f"not valid JSON ({exc})"
+        raise DamagedFileError(f"{path} is {what}") from exc
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def peek_json(path: Path) -> dict[str, Any] | None:
+    """:func:`read_json` for files that only inform (heartbeats, error records, job notes): a damaged one reads as
+    missing, so it can never stop a coordinator."""
+    try:
+        return read_json(path)
+    except DamagedFileError:
         return None
 
 
@@ -127,7 +156,11 @@ def run_worker(run_dir: Path, *, origin: Mapping[str, Any] | None = None) -> int
 
     ``origin`` goes into the result's ``worker`` record (a spare passes ``{"prestarted": True, ...}``).
     """
-    spec = read_json(run_dir / RUN_FILE)
+    try:
+        spec = read_json(run_dir / RUN_FILE)
+    except DamagedFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if spec is None:
         print(f"error: {run_dir / RUN_FILE} does not exist", file=sys.stderr)
         return 2
@@ -138,6 +171,7 @@ def run_worker(run_dir: Path, *, origin: Mapping[str, Any] | None = None) -> int
             import torch
 
             from mlrd_core.config import RunConfig
+            from mlrd_core.result import result_payload
             from mlrd_core.trainer import fit
 
             if spec.get("threads"):
@@ -152,9 +186,12 @@ def run_worker(run_dir: Path, *, origin: Mapping[str, Any] | None = None) -> int
                 progress=heartbeat.progress,
             )
             fit_s = time.perf_counter() - fit_start
-            payload = result.to_dict()
-            payload["run_id"] = spec["run_id"]
-            payload["worker"] = {"pid": os.getpid(), "prestarted": False, **(origin or {}), "fit_s": fit_s}
+            payload = result_payload(
+                result,
+                run_id=spec["run_id"],
+                attempt=spec.get("attempt"),
+                worker={"pid": os.getpid(), "prestarted": False, **(origin or {}), "fit_s": fit_s},
+            )
             write_json_atomic(run_dir / RESULT_FILE, payload)
             return 0
         except Exception as exc:  # the coordinator records the failure; the trace is what a user needs

@@ -3,7 +3,11 @@ HTML report (``<results>/<spec>/report.html``).
 
 The same command again resumes: DONE runs are skipped, RUNNING runs left by a killed coordinator are settled
 (ingested if their result exists, otherwise LOST and resumed from their checkpoint), FAILED and LOST runs are
-retried up to ``--max-attempts`` times in this invocation, and ``--force`` reruns everything from scratch.
+retried up to ``--max-attempts`` times in this invocation, and ``--force`` reruns everything from scratch (each
+run's old results stay until its new attempt finishes; runs other specs share are named).
+
+Runs are claimed in the store before their folders are touched, so two coordinators of one spec (two terminals,
+a run beside a search) share the work: each trains what it claimed first, waits for the rest, and both finish.
 
 ``--executor slurm`` submits the runs as a SLURM job array (resources: the spec's ``[slurm]`` table or
 ``--set slurm.<key>=<value>``; see docs/cluster.md). Runs whose SLURM job outlived an earlier coordinator are
@@ -13,7 +17,6 @@ watched again, not resubmitted.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 
 from suite.commands._common import (
@@ -55,30 +58,31 @@ def run(args: argparse.Namespace) -> int:
         executor, where = make_executor(args, spec, store)
         executor.recover(store.runs(spec=spec.name, states=[RunState.RUNNING]))
         todo_all = unique_runs(runs)
+        infos = {r.run_id: store.get_run(r.run_id) for r in todo_all}
+        fresh: set[str] = set()
         if args.force:
-            for r in todo_all:
-                if store.get_run(r.run_id).state != RunState.RUNNING:
-                    store.reset(r.run_id)
-                    shutil.rmtree(executor.run_dir(r.run_id), ignore_errors=True)
-        todo = [r for r in todo_all if store.get_run(r.run_id).state != RunState.DONE]
-        elsewhere = [
-            r for r in todo if store.get_run(r.run_id).state == RunState.RUNNING and r.run_id not in executor.adopted
-        ]
+            fresh = {r.run_id for r in todo_all}
+            shared = sorted({m.spec for i in infos.values() for m in i.memberships if m.spec != spec.name})
+            if shared:
+                print(
+                    f"--force reruns runs that spec(s) {', '.join(shared)} also use; their results change too, once "
+                    "the new attempts finish",
+                    file=sys.stderr,
+                )
+        todo = [r for r in todo_all if r.run_id in fresh or infos[r.run_id].state != RunState.DONE]
+        elsewhere = [r for r in todo if infos[r.run_id].state == RunState.RUNNING and r.run_id not in executor.adopted]
         if elsewhere:
             print(
-                f"{len(elsewhere)} run(s) are RUNNING under another coordinator or SLURM job: left to it "
-                f"(python -m suite status {args.spec} shows them)",
+                f"{len(elsewhere)} run(s) are RUNNING under another coordinator or SLURM job: this one waits for "
+                f"them and takes over any whose holder stops (python -m suite status {args.spec} shows them)",
                 file=sys.stderr,
             )
-            busy = {r.run_id for r in elsewhere}
-            todo = [r for r in todo if r.run_id not in busy]
         print(
-            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo) - len(elsewhere)} done, {len(todo)} to "
-            f"run {where}",
+            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo)} done, {len(todo)} to run {where}",
             file=sys.stderr,
         )
         with SuiteProgress(len(todo_all), already_done=len(todo_all) - len(todo)) as progress:
-            summary = executor.execute(todo, on_event=progress.event)
+            summary = executor.execute(todo, on_event=progress.event, fresh=fresh)
         from suite.commands.table import render_and_write
 
         paths, text = render_and_write(spec, runs, store, args.results, fmt="md")
