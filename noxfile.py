@@ -1,4 +1,4 @@
-"""Developer sessions. `nox` runs tests, lint and typecheck; `nox -s bench|gpu|postgres|slurm` on demand.
+"""Developer sessions. `nox` runs tests, lint and typecheck; `nox -s bench|gpu|postgres|slurm|browser` on demand.
 
 Every install goes through constraints.txt: an unpinned torch pulls a multi-GB CUDA stack.
 """
@@ -143,3 +143,22 @@ def slurm(session: nox.Session) -> None:
     finally:
         if started:
             session.run(*script, "stop", external=True)
+
+
+#: Debian's packages behind the browser tests: the browser and the WebDriver that Selenium drives.
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
+
+
+@nox.session(python=PYTHON, default=False)
+def browser(session: nox.Session) -> None:
+    """The HTML report in a real browser: installs Debian's chromium and chromium-driver with apt-get when missing,
+    then runs the browser tests (pytest -m browser: a tiny spec end to end, its report.html opened from file://)."""
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        if shutil.which("apt-get") is None:
+            session.error("chromium or chromedriver is missing and there is no apt-get to install them")
+        apt = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", env=apt, external=True)
+        session.run("apt-get", "install", "-y", "-qq", *BROWSER_PACKAGES, env=apt, external=True)
+    _install(session)
+    # MLRD_REQUIRE_BROWSER=1: a browser test that cannot find chromium fails instead of skipping
+    session.run("pytest", "-m", "browser", "-n", "0", "-q", "-rs", *session.posargs, env={"MLRD_REQUIRE_BROWSER": "1"})
