@@ -453,11 +453,56 @@ def _config_html(spec: Spec) -> str:
     )
 
 
+#: The environment key under which a run records the data files each split read (mlrd_core.data.provenance).
+DATA_SOURCES_KEY = "data_sources"
+
+
+def _data_files_html(envs: Mapping[str, Mapping[str, str]]) -> str:
+    """The files the runs read (the ``data_sources`` fact: per split, one record per file or folder), one row per
+    distinct (split, record) with the number of runs that read it; "" when no run recorded any (generated data)."""
+    seen: dict[str, tuple[str, dict[str, Any], int]] = {}
+    for env in envs.values():
+        text = env.get(DATA_SOURCES_KEY)
+        if not text:
+            continue
+        try:
+            splits = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(splits, Mapping):
+            continue
+        for split, records in splits.items():
+            for record in records if isinstance(records, list) else [records]:
+                record = dict(record) if isinstance(record, Mapping) else {"source": record}
+                key = json.dumps([split, record], sort_keys=True, default=str)
+                _, _, n = seen.get(key, (split, record, 0))
+                seen[key] = (str(split), record, n + 1)
+    if not seen:
+        return ""
+    fields = list(dict.fromkeys(k for _, record, _ in seen.values() for k in record))
+    header = "".join(f'<th scope="col">{esc(f)}</th>' for f in ("split", *fields, "runs"))
+    rows = "".join(
+        f"<tr><td>{esc(split)}</td>"
+        + "".join(f'<td class="mono">{esc(_show(record.get(f, MISSING)))}</td>' for f in fields)
+        + f'<td class="num">{n}</td></tr>'
+        for split, record, n in seen.values()
+    )
+    return (
+        '<h3>Data files read</h3><p class="note">What each split of the finished runs read, as the runs recorded it '
+        "(size, items and content hash), with the number of runs that read it.</p>"
+        f'<div class="scroll"><table id="data-files"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody>'
+        "</table></div>"
+    )
+
+
 def _environment_html(runs: Sequence[PlannedRun], envs: Mapping[str, Mapping[str, str]]) -> str:
-    """Each environment fact the store recorded, with the number of runs per value; and the data the arms read."""
+    """Each environment fact the store recorded, with the number of runs per value; the data files the runs read;
+    and the dataset settings of the arms."""
     values: dict[str, dict[str, int]] = {}
     for env in envs.values():
         for key, value in env.items():
+            if key == DATA_SOURCES_KEY:
+                continue
             counts = values.setdefault(key, {})
             counts[value] = counts.get(value, 0) + 1
     out = []
@@ -476,8 +521,9 @@ def _environment_html(runs: Sequence[PlannedRun], envs: Mapping[str, Mapping[str
         arms = data.setdefault(text, [])
         if run.arm not in arms:
             arms.append(run.arm)
+    out.append(_data_files_html(envs) or '<p class="note">No run recorded data files (generated data reads none).</p>')
     items = [f"<li><code>{esc(text)}</code>: {esc(', '.join(arms))}</li>" for text, arms in data.items()]
-    out.append(f"<h3>Data</h3><p class=note>Dataset and its options, by arm:</p><ul>{''.join(items)}</ul>")
+    out.append(f"<h3>Datasets</h3><p class=note>Dataset and its options, by arm:</p><ul>{''.join(items)}</ul>")
     return "\n".join(out)
 
 

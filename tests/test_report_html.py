@@ -460,3 +460,29 @@ def test_report_without_javascript_and_on_a_phone(finished: tuple[Path, Path]) -
         assert table_overflow > 0, widths  # the run matrix is wider than a phone: it scrolls in its box
     finally:
         driver.quit()
+
+
+def test_environment_lists_each_fact_and_the_data_files_the_runs_read(tmp_path: Path) -> None:
+    from suite.html_report import _environment_html
+
+    spec = loads_spec(spec_text(), default_name="tiny")
+    runs = plan(spec)
+    files = {"train": [{"name": "train<1>.zip", "bytes": 10, "items": 2, "hash": "ab"}], "test": [{"name": "t.zip"}]}
+    envs = {
+        runs[0].run_id: {"torch": "2.13.0", "device": "cpu", "data_sources": json.dumps(files)},
+        runs[1].run_id: {"torch": "2.13.0", "device": "cuda:0", "data_sources": json.dumps(files)},
+    }
+    page = _environment_html(runs, envs)
+    assert "<dt>torch</dt><dd class=mono>2.13.0 (2 runs)</dd>" in page
+    assert "<dt>device</dt><dd class=mono>cpu (1 run); cuda:0 (1 run)</dd>" in page
+    assert "<dt>data_sources</dt>" not in page  # a table of its own
+    table = re.search(r'<table id="data-files">(.*?)</table>', page, re.S)
+    assert table is not None
+    assert '<th scope="col">split</th><th scope="col">name</th><th scope="col">bytes</th>' in table.group(1)
+    assert (
+        '<tr><td>train</td><td class="mono">train&lt;1&gt;.zip</td><td class="mono">10</td><td class="mono">2</td>'
+        '<td class="mono">ab</td><td class="num">2</td></tr>'
+    ) in table.group(1)
+    assert '<tr><td>test</td><td class="mono">t.zip</td><td class="mono">–</td>' in table.group(1)
+    # generated data reads no file
+    assert "No run recorded data files" in _environment_html(runs, {runs[0].run_id: {"torch": "2.13.0"}})
