@@ -539,8 +539,8 @@ def test_uncertainty_to_keeps_a_leaf() -> None:
     assert w.weights.tolist() == pytest.approx([0.5 * math.exp(-1.0)] * 3)
 
 
-def test_dwa_by_hand() -> None:
-    w = DWA(("l_D^0", "l_r^0"))
+def test_dwa_per_period_by_hand() -> None:
+    w = DWA(("l_D^0", "l_r^0"), per_period=True)
     assert w.weights.tolist() == [1.0, 1.0]
     assert feed(w, [1.0, 2.0], 0, 0).tolist() == [1.0, 1.0]  # one period: not enough history
     new = feed(w, [0.5, 2.0], 0, 1)
@@ -553,6 +553,86 @@ def test_dwa_by_hand() -> None:
     assert new.tolist() == pytest.approx([2 * e2 / (e1 + e2), 2 * e1 / (e1 + e2)], rel=1e-15)
     with pytest.raises(WeightingError, match="temperature must be finite and > 0"):
         DWA(NAMES3, temperature=0)
+
+
+def dwa_reference(epoch_means: list[list[float]], temperature: float = 2.0) -> list[list[float]]:
+    """The weights in effect during each epoch, as the original code computes them (model_segnet_mtan.py):
+    1 for epochs 0 and 1, then K·exp(r/T)/Σ exp(r/T) with r = avg_cost[e-1] / avg_cost[e-2]."""
+    k = len(epoch_means[0])
+    out = []
+    for e in range(len(epoch_means) + 1):
+        if e < 2:
+            out.append([1.0] * k)
+            continue
+        r = [epoch_means[e - 1][i] / epoch_means[e - 2][i] for i in range(k)]
+        z = sum(math.exp(x / temperature) for x in r)
+        out.append([k * math.exp(x / temperature) / z for x in r])
+    return out
+
+
+@pytest.mark.parametrize("periods", [1, 4])
+def test_dwa_updates_per_epoch_after_two_epochs_whatever_the_periods(periods: int) -> None:
+    names = ("l_D^0", "l_r^0", "l_N^1")
+    rng = torch.Generator().manual_seed(periods)
+    period_means = torch.rand(4, periods, 3, generator=rng, dtype=torch.float64) + 0.1
+    w = DWA(names)
+    in_effect = []  # the weights used during each epoch
+    for epoch in range(4):
+        in_effect.append(w.weights.tolist())
+        for period in range(periods):
+            during = w.weights
+            feed(w, period_means[epoch, period].tolist(), epoch, period)
+            if period < periods - 1:
+                assert torch.equal(w.weights, during)  # nothing changes inside an epoch
+    epoch_means = period_means.mean(dim=1).tolist()  # equal images per period: the epoch mean
+    expected = dwa_reference(epoch_means)
+    for epoch in range(4):
+        assert in_effect[epoch] == pytest.approx(expected[epoch], rel=1e-12)
+    assert w.weights.tolist() == pytest.approx(expected[4], rel=1e-12)
+    actions = [r.action for r in w.records]
+    assert actions[: 2 * periods - 1] == ["warmup"] * (2 * periods - 1) and actions[2 * periods - 1] == "update"
+    assert actions.count("update") == 3  # at the ends of epochs 1, 2 and 3
+
+
+def test_dwa_epoch_mean_weighs_periods_by_images_and_resumes_mid_epoch() -> None:
+    names = ("l_D^0", "l_r^0")
+    a = DWA(names)
+    for epoch in range(2):
+        a.observe(torch.tensor([[1.0, 1.0]], dtype=torch.float64))  # period 0: one image
+        a.end_period(epoch, 0)
+        a.observe(torch.tensor([[4.0, 1.0]] * 3, dtype=torch.float64) * (epoch + 1))  # period 1: three images
+        a.end_period(epoch, 1)
+    # epoch means: e0 = [(1 + 12)/4, 1] = [3.25, 1]; e1 = [(1 + 24)/4, (1 + 6)/4] = [6.25, 1.75]
+    r = [6.25 / 3.25, 1.75 / 1.0]
+    z = math.exp(r[0] / 2) + math.exp(r[1] / 2)
+    assert a.weights.tolist() == pytest.approx([2 * math.exp(r[0] / 2) / z, 2 * math.exp(r[1] / 2) / z], rel=1e-12)
+    a.observe(torch.tensor([[2.0, 3.0]], dtype=torch.float64))
+    a.end_period(2, 0)  # checkpoint in the middle of epoch 2
+    b = DWA(names)
+    b.load_state_dict(roundtrip(a.state_dict()))
+    for m in (a, b):
+        m.observe(torch.tensor([[5.0, 1.0]], dtype=torch.float64))
+        m.end_period(2, 1)
+    assert torch.equal(a.weights, b.weights) and a.records == b.records
+    with pytest.raises(WeightingError, match="the state was saved with options"):
+        DWA(names, per_period=True).load_state_dict(a.state_dict())
+
+
+def test_dwa_needs_every_epoch_to_have_the_periods_of_epoch_0() -> None:
+    w = DWA(NAMES3)
+    for period in range(3):
+        feed(w, [1.0, 2.0, 3.0], 0, period)
+    feed(w, [1.0, 2.0, 3.0], 1, 0)
+    with pytest.raises(WeightingError, match=r"dwa: epoch 1 ended after 1 of its 3 periods"):
+        feed(w, [1.0, 2.0, 3.0], 2, 0)
+    w = DWA(NAMES3)
+    feed(w, [1.0, 2.0, 3.0], 0, 0)
+    feed(w, [1.0, 2.0, 3.0], 1, 0)  # epoch 0 had one period
+    feed(w, [1.0, 2.0, 3.0], 2, 0)
+    with pytest.raises(WeightingError, match=r"dwa: epoch 2 has more periods than epoch 0 \(1; got period 1\)"):
+        feed(w, [1.0, 2.0, 3.0], 2, 1)
+    with pytest.raises(WeightingError, match="per_period must be true or false"):
+        DWA(NAMES3, per_period="yes")  # type: ignore[arg-type]
 
 
 def test_rlw_draws_softmax_normal_from_its_own_generator() -> None:

@@ -216,18 +216,33 @@ class DWA(WeightingMethod):
 
         w_i(t) = K exp(r_i(t−1) / T) / Σ_j exp(r_j(t−1) / T),   r_i(t−1) = L_i(t−1) / L_i(t−2),
 
-    with L_i the mean training loss of a **period** here (an epoch in the paper and in LibMTL's ``DWA``), and
-    temperature T = 2. The weights sum to K (as in the original); they are 1 for the first two periods, until two
-    period means exist.
+    with L_i(t) the mean training loss of **epoch** t and temperature T = 2, as in the original (the authors'
+    ``model_segnet_mtan.py``: ``lambda_weight = 1`` for the first two epochs, then the ratio of the last two epochs'
+    average training losses) and LibMTL's ``DWA``. The weights sum to K (as in the original); they stay 1 during
+    epochs 0 and 1 and change at the end of every epoch from the end of epoch 1 on, whatever the trainer's
+    ``periods_per_epoch``: periods inside an epoch only accumulate the epoch mean (image-weighted).
+
+    The number of periods in an epoch is learned from epoch 0 (the trainer's epochs all have the same periods); an
+    epoch with more periods, or one that ends before its last period, is a :class:`WeightingError`.
+    ``per_period=True`` updates at every period end from two period means instead (not the original).
     """
 
     name = "dwa"
 
-    def __init__(self, names: Sequence[str], *, temperature: float = 2.0) -> None:
+    def __init__(self, names: Sequence[str], *, temperature: float = 2.0, per_period: bool = False) -> None:
         super().__init__(names)
         self.temperature = _positive(temperature, "dwa: temperature")
-        self._w = torch.ones(self.num_losses, dtype=torch.float64)
-        self._history: list[Tensor] = []  # the last two period means, oldest first
+        if not isinstance(per_period, bool):
+            raise WeightingError(f"dwa: per_period must be true or false, got {per_period!r}")
+        self.per_period = per_period
+        k = self.num_losses
+        self._w = torch.ones(k, dtype=torch.float64)
+        self._history: list[Tensor] = []  # the last two epoch (or period) means, oldest first
+        self._epoch_sum = torch.zeros(k, dtype=torch.float64)  # Σ per-image values of the open epoch
+        self._epoch_count = 0
+        self._epoch: int | None = None  # the epoch being accumulated
+        self._epoch_periods = 0  # periods seen in it
+        self._periods_per_epoch: int | None = None  # learned when epoch 1 begins
 
     @property
     def weights(self) -> Tensor:
@@ -235,6 +250,41 @@ class DWA(WeightingMethod):
         return self._w.clone()
 
     def _update(self, epoch: int, period: int, means: Tensor) -> tuple[str, float | None]:
+        if self.per_period:
+            return self._push(means)
+        if self._periods_per_epoch is not None and period >= self._periods_per_epoch:
+            raise WeightingError(
+                f"dwa: epoch {epoch} has more periods than epoch 0 ({self._periods_per_epoch}; got period {period}); "
+                "every epoch must have the periods of epoch 0"
+            )
+        if self._epoch is not None and epoch != self._epoch:  # a new epoch began: the open one must be closed
+            if self._periods_per_epoch is not None or self._epoch != 0 or epoch != 1:
+                raise WeightingError(
+                    f"dwa: epoch {self._epoch} ended after {self._epoch_periods} of its "
+                    f"{self._periods_per_epoch or '?'} periods (end_period(epoch={epoch}, period={period})); "
+                    "every epoch must have the periods of epoch 0"
+                )
+            self._periods_per_epoch = self._epoch_periods  # epoch 0 is over: now its period count is known
+            self._push(self._close_epoch())
+        if self._epoch is None or epoch != self._epoch:
+            self._epoch, self._epoch_periods = epoch, 0
+        self._epoch_sum += means.to(torch.float64) * self._period_count
+        self._epoch_count += self._period_count
+        self._epoch_periods += 1
+        last = self._periods_per_epoch is not None and self._epoch_periods == self._periods_per_epoch
+        if not last:
+            return ("warmup" if len(self._history) < 2 and epoch < 2 else "none"), None
+        self._epoch = None
+        return self._push(self._close_epoch())
+
+    def _close_epoch(self) -> Tensor:
+        means = self._epoch_sum / max(self._epoch_count, 1)
+        self._epoch_sum = torch.zeros_like(self._epoch_sum)
+        self._epoch_count = 0
+        return means
+
+    def _push(self, means: Tensor) -> tuple[str, float | None]:
+        """Add an epoch (or period) mean; with two, set w = K softmax(r / T), r = newer / older."""
         self._history = [*self._history, means.clone()][-2:]
         if len(self._history) < 2:
             return "warmup", None
@@ -242,8 +292,9 @@ class DWA(WeightingMethod):
         bad = (older <= 0).nonzero()
         if bad.numel():
             i = int(bad[0, 0])
+            unit = "period" if self.per_period else "epoch"
             raise WeightingError(
-                f"dwa: loss {self.names[i]!r} had mean {float(older[i])!r} in the previous period; the ratio "
+                f"dwa: loss {self.names[i]!r} had mean {float(older[i])!r} in the previous {unit}; the ratio "
                 "r_i = L_i(t-1)/L_i(t-2) needs means > 0"
             )
         r = newer / older
@@ -251,14 +302,27 @@ class DWA(WeightingMethod):
         return "update", None
 
     def _config(self) -> dict[str, Any]:
-        return {"temperature": self.temperature}
+        return {"temperature": self.temperature, "per_period": self.per_period}
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"weights": self._w.clone(), "history": [h.clone() for h in self._history]}
+        return {
+            "weights": self._w.clone(),
+            "history": [h.clone() for h in self._history],
+            "epoch_sum": self._epoch_sum.clone(),
+            "epoch_count": self._epoch_count,
+            "epoch": -1 if self._epoch is None else self._epoch,
+            "epoch_periods": self._epoch_periods,
+            "periods_per_epoch": 0 if self._periods_per_epoch is None else self._periods_per_epoch,
+        }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self._w = extra["weights"].to(torch.float64).clone()
         self._history = [h.to(torch.float64).clone() for h in extra["history"]]
+        self._epoch_sum = extra["epoch_sum"].to(torch.float64).clone()
+        self._epoch_count = int(extra["epoch_count"])
+        self._epoch = None if int(extra["epoch"]) < 0 else int(extra["epoch"])
+        self._epoch_periods = int(extra["epoch_periods"])
+        self._periods_per_epoch = int(extra["periods_per_epoch"]) or None
 
 
 class RLW(WeightingMethod):
