@@ -455,7 +455,7 @@ class _Ctx:
 
     def name(self, value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
         text = self.string(value, path)
-        if not pattern.match(text) or ".." in text:
+        if not pattern.fullmatch(text) or ".." in text:
             raise self.error(
                 path, f"invalid {what} {text!r}: it must match {pattern.pattern} (no path separators, no '..')"
             )
@@ -1405,7 +1405,7 @@ def _load_slurm(ctx: _Ctx, sraw: Mapping[str, Any]) -> SlurmSettings:
     setup = ctx.strings(sraw.get("setup", []), f"{path}.setup")
     sbatch: dict[str, str | int | bool] = {}
     for key, value in ctx.table(sraw.get("sbatch", {}), f"{path}.sbatch").items():
-        if not SBATCH_OPTION_RE.match(key):
+        if not SBATCH_OPTION_RE.fullmatch(key):
             raise ctx.error(
                 f"{path}.sbatch", f"invalid sbatch option {key!r}: use the long name without '--', e.g. account"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,24 +116,72 @@ def db_url(args: argparse.Namespace) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` for printing: a password in it is masked, so logs never carry it."""
+    """``url`` for printing: a password in it is masked, so logs never carry it. Every command prints URLs through
+    this one helper (search included)."""
+    import re
+
     from sqlalchemy.engine import make_url
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy parses: it will fail clearly when opened; print it as given
-        return url
+    except Exception:  # not a URL SQLAlchemy parses: mask what looks like user:password@ and print the rest
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another backend, or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return Path(url)
+    try:
+        parsed = make_url(url)
+    except Exception:  # opening it reports the parse error clearly
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if parsed.database.startswith("file:") else Path(parsed.database).expanduser()
 
 
 def store_exists(args: argparse.Namespace) -> bool:
-    """False when the default SQLite file does not exist yet (read-only commands then create nothing)."""
-    return args.db is not None or (args.results / "mlrd.db").exists()
+    """False when the store's SQLite file does not exist (read-only commands then create nothing). Other backends
+    are asked when opened (:func:`open_existing_db`)."""
+    path = _sqlite_file(db_url(args))
+    return path is None or path.is_file()
+
+
+def missing_store_message(args: argparse.Namespace) -> str:
+    """The one line a read-only command prints when there is no store."""
+    where = _sqlite_file(db_url(args)) or shown_url(db_url(args))
+    spec = getattr(args, "spec", None) or "SPEC"
+    return f"error: no results store at {where}: nothing has run there yet (python -m suite run {spec})"
 
 
 def open_db(args: argparse.Namespace) -> Any:
+    """The store for commands that write (run, search): created on first use."""
     from suite.store import open_store
 
     return open_store(db_url(args))
+
+
+def open_existing_db(args: argparse.Namespace) -> Any:
+    """The store for read-only commands (plan, status, table, figures, export): never created; a missing one is a
+    :class:`~suite.store.StoreError` that says so."""
+    from suite.store import open_store
+
+    return open_store(db_url(args), create=False)
+
+
+def check_results_folder(results: Path) -> None:
+    """One clear error when the results folder cannot be created or written (before anything runs)."""
+    from mlrd_core.errors import ConfigError
+
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the results folder {results}: {exc.strerror or exc}") from exc
+    if not os.access(results, os.W_OK | os.X_OK):
+        raise ConfigError(f"the results folder {results} is not writable")
 
 
 def planned_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:

@@ -7,9 +7,16 @@ form, one row per value; load them with pandas for your own analysis (docs/store
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.commands._common import (
+    add_spec_arguments,
+    load_plan,
+    missing_store_message,
+    open_existing_db,
+    store_exists,
+)
 from suite.store.base import EXPORT_FRAMES
 
 
@@ -31,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec, _ = load_plan(args)
     if not store_exists(args):
-        print("no results store yet: nothing has run")
+        print(missing_store_message(args), file=sys.stderr)
         return 1
-    store = open_db(args)
+    store = open_existing_db(args)
     try:
         paths = store.export(
             spec.name, args.out or args.results / spec.name / "export", args.format, frames=args.frames

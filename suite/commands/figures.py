@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.commands._common import (
+    add_spec_arguments,
+    load_plan,
+    missing_store_message,
+    open_existing_db,
+    store_exists,
+)
 from suite.plan import PlannedRun
 from suite.spec import Spec
 
@@ -30,12 +36,23 @@ def figures_dir(results: Path, spec: Spec) -> Path:
 
 
 def write_figures(spec: Spec, runs: list[PlannedRun], store: Any, results: Path, *, n_images: int = 3) -> list[Path]:
-    """Every figure of ``spec`` that has data, under ``<results>/<spec>/figures/``; skip messages go to stderr."""
+    """Every figure of ``spec`` that has data, under ``<results>/<spec>/figures/``; skip messages go to stderr.
+
+    Only DONE runs are drawn (their metrics, periods and checkpoints): a run still training, failed or lost is left
+    out, and a line on stderr names how many and which."""
     from suite.figures import make_figures
 
+    states = {r.run_id: getattr(store.get_run(r.run_id), "state", None) for r in runs}
+    done = [r for r in runs if states[r.run_id] == "DONE"]
+    partial = sorted({f"{r.group}/{r.arm} s{r.seed} ({states[r.run_id] or 'new'})" for r in runs if r not in done})
+    if partial:
+        shown = ", ".join(partial[:8]) + (f", ... ({len(partial) - 8} more)" if len(partial) > 8 else "")
+        print(f"figures use DONE runs only; left out (not finished): {shown}", file=sys.stderr)
+    if not done:
+        return []
     return make_figures(
         spec,
-        runs,
+        done,
         store,
         figures_dir(results, spec),
         runs_dir=results / "runs",
@@ -66,12 +83,9 @@ def figures_summary(spec: Spec, runs: list[PlannedRun], store: Any, results: Pat
 def run(args: argparse.Namespace) -> int:
     spec, runs = load_plan(args)
     if not store_exists(args):
-        print(
-            f"no results store at {args.results / 'mlrd.db'}: run `python -m suite run {args.spec}` first",
-            file=sys.stderr,
-        )
+        print(missing_store_message(args), file=sys.stderr)
         return 1
-    store = open_db(args)
+    store = open_existing_db(args)
     try:
         paths = write_figures(spec, runs, store, args.results, n_images=max(1, args.images))
     finally:

@@ -14,9 +14,10 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
-from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.commands._common import add_spec_arguments, load_plan, open_existing_db, store_exists
 from suite.commands._common import console as make_console
 from suite.plan import PlannedRun
 from suite.spec import Spec
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 def _states(args: argparse.Namespace, runs: list[PlannedRun]) -> dict[str, Any]:
     if not store_exists(args):
         return {}
-    store = open_db(args)
+    store = open_existing_db(args)
     try:
         return {r.run_id: info for r in runs if (info := store.get_run(r.run_id)) is not None}
     finally:
@@ -55,7 +56,7 @@ def _states(args: argparse.Namespace, runs: list[PlannedRun]) -> dict[str, Any]:
 
 def show_plan(args: argparse.Namespace, spec: Spec, runs: list[PlannedRun]) -> int:
     infos = _states(args, runs)
-    table = Table(title=f"{spec.name}: {spec.title}" if spec.title else spec.name)
+    table = Table(title=escape(f"{spec.name}: {spec.title}" if spec.title else spec.name))
     for col in ("group", "arm", "seed", "run id", "losses", "weighting", "λ", "state"):
         table.add_column(col)
     seen: set[str] = set()
@@ -84,7 +85,8 @@ def show_plan(args: argparse.Namespace, spec: Spec, runs: list[PlannedRun]) -> i
             else:
                 unknown += 1
         seen.add(r.run_id)
-        table.add_row(r.group, r.arm, str(r.seed), r.short_id[:12], r.config.losses, r.weighting, r.lam, state)
+        cells = (r.group, r.arm, str(r.seed), r.short_id[:12], r.config.losses, r.weighting, r.lam, state)
+        table.add_row(*(escape(str(c)) for c in cells))  # labels are text: "[/oops]", "sweep [schedule=-3]"
     console = make_console()
     console.print(table)
     done = sum(1 for i in infos.values() if i.state == "DONE")

@@ -23,6 +23,7 @@ from suite.commands._common import (
     add_executor_arguments,
     add_spec_arguments,
     check_executor_arguments,
+    check_results_folder,
     db_url,
     load_plan,
     make_executor,
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         return show_plan(args, spec, runs)
     check_executor_arguments(args)
+    check_results_folder(args.results)
     store = open_db(args)
     try:
         store.add_planned(planned_rows(runs))

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlrd_core.errors import MLRDError
 from suite.commands._common import (
     add_executor_arguments,
     add_spec_arguments,
     check_executor_arguments,
+    check_results_folder,
     console,
     db_url,
     load_plan,
@@ -71,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr, flush=True)
 
     url = db_url(args)
+    shown = shown_url(url)  # the one masking helper: no message of this command carries the password
+    check_results_folder(args.results)
     store = open_db(args)
     interrupted = False
     try:
-        study = open_study(spec, url)
+        try:
+            study = open_study(spec, url)
+        except MLRDError as exc:
+            raise type(exc)(str(exc).replace(url, shown)) from None
         # seeds side by side on a CPU machine: per-epoch seed means (pruning) come early
         executor, where = make_executor(args, spec, store, cpu_slots=len(search.seeds))
         running = store.runs(spec=spec.name, states=[RunState.RUNNING])
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         todo = max(0, search.n_trials - done) if args.trials is None else args.trials
         enqueued = enqueue_points(study, spec) if todo else []
         say(
-            f"study {search.study!r} ({url}): {before} trial(s) so far, {done} of the spec's "
+            f"study {search.study!r} ({shown}): {before} trial(s) so far, {done} of the spec's "
             f"{search.n_trials} counted; running {todo} {where}"
             + (f"; enqueued {', '.join(s.describe() for s in enqueued)}" if enqueued else "")
         )
@@ -105,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     console().print(table)
-    shown = shown_url(url)
     print(
         f"database: {shown} (study {search.study!r}; plots: pip install optuna-dashboard && optuna-dashboard {shown})"
     )

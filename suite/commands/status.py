@@ -1,19 +1,32 @@
 """``python -m suite status [SPEC] [--failed]``: run states in the results store.
 
-Without a spec, every spec in the store is summarised. ``--failed`` prints the failure trace of every FAILED or
-LOST run. A RUNNING run of the SLURM executor shows its job id and the job's state from squeue (sacct for jobs
-squeue no longer lists, when accounting is on), or "state unknown" when SLURM cannot be asked from here.
+Without a spec, every spec in the store is summarised. With a spec, the runs it plans now are shown (a run never
+stored is "new"), and runs stored under its name that it no longer plans are listed apart as history.
+``--failed`` prints the failure trace of every FAILED or LOST run. A RUNNING run of the SLURM executor shows its
+job id and the job's state from squeue (sacct for jobs squeue no longer lists, when accounting is on), or "state
+unknown" when SLURM cannot be asked from here. Labels are printed as text (rich markup in them is not applied).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
-from suite.commands._common import add_store_arguments, load_plan, open_db, store_exists
+from suite.commands._common import (
+    add_store_arguments,
+    load_plan,
+    missing_store_message,
+    open_existing_db,
+    store_exists,
+)
 from suite.commands._common import console as make_console
+from suite.plan import unique_runs
 from suite.slurm import describe_state, job_id_of, job_states
 
 
@@ -30,53 +43,78 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     console = make_console()
+    planned: list[Any] | None = None
     spec_name = None
     if args.spec is not None:
         args.spec = Path(args.spec)
-        spec, _ = load_plan(args)
+        spec, runs = load_plan(args)
         spec_name = spec.name
+        planned = unique_runs(runs)
     if not store_exists(args):
-        console.print("no results store yet: nothing has run")
-        return 0
-    store = open_db(args)
+        print(missing_store_message(args), file=sys.stderr)
+        return 1
+    store = open_existing_db(args)
     try:
         specs = [spec_name] if spec_name else store.specs()
-        summary = Table(title="runs by state")
         states = ("PLANNED", "RUNNING", "DONE", "FAILED", "LOST")
+        # with a spec: the runs it plans now (state from the store, "new" if never stored), and apart from them the
+        # store's history under its name that the spec no longer plans
+        listed: list[tuple[str, Any]] = []
+        history: list[Any] = []
+        new: list[Any] = []
+        if planned is not None and spec_name is not None:
+            for r in planned:
+                info = store.get_run(r.run_id)
+                if info is None:
+                    new.append(r)
+                else:
+                    listed.append((spec_name, info))
+            wanted = {r.run_id for r in planned}
+            history = [info for info in store.runs(spec=spec_name) if info.run_id not in wanted]
+        else:
+            listed = [(name, info) for name in specs for info in store.runs(spec=name)]
+        summary = Table(title="runs by state" + (" (the spec's current plan)" if planned is not None else ""))
         summary.add_column("spec")
-        for s in states:
-            summary.add_column(s, justify="right")
+        for state in (*states, "new") if planned is not None else states:
+            summary.add_column(state, justify="right")
         for name in specs:
-            counts = store.counts(name)
-            summary.add_row(name, *(str(counts.get(s, 0)) for s in states))
+            counts = Counter(str(info.state) for n, info in listed if n == name)
+            extra = (str(len(new)),) if planned is not None else ()
+            summary.add_row(escape(name), *(str(counts.get(x, 0)) for x in states), *extra)
         console.print(summary)
         now = datetime.now(UTC)
         active = Table(title="not done")
         for col in ("spec", "group", "arm", "seed", "run id", "state", "attempts", "worker", "heartbeat"):
             active.add_column(col, overflow="fold" if col == "worker" else "ellipsis")  # job ids are never cut
         failed = []
-        listed = [
-            (name, info)
-            for name in specs
-            for info in store.runs(spec=name, states=["RUNNING", "FAILED", "LOST", "PLANNED"])
-        ]
-        jobs = {info.run_id: job_id_of(info.worker) for _, info in listed if info.state == "RUNNING"}
+        open_runs = [(name, info) for name, info in listed if info.state != "DONE"]
+        jobs = {info.run_id: job_id_of(info.worker) for _, info in open_runs if info.state == "RUNNING"}
         job_state = job_states(j for j in jobs.values() if j) if any(jobs.values()) else {}
-        for name, info in listed:
+        for name, info in open_runs:
             beat = f"{(now - info.heartbeat_at).total_seconds():.0f}s ago" if info.heartbeat_at else "-"
             job = jobs.get(info.run_id)
             worker = f"slurm:{describe_state(job, job_state)}" if job else info.worker or "-"
-            active.add_row(
-                name, info.group, info.arm, str(info.seed), info.run_id[:12], str(info.state),
-                str(info.attempts), worker, beat,
-            )  # fmt: skip
+            cells = (name, info.group, info.arm, str(info.seed), info.run_id[:12], str(info.state),
+                     str(info.attempts), worker, beat)  # fmt: skip
+            active.add_row(*(escape(c) for c in cells))
             if info.state in ("FAILED", "LOST"):
                 failed.append(info)
+        for r in new:
+            active.add_row(*(escape(c) for c in (spec_name or "", r.group, r.arm, str(r.seed), r.run_id[:12], "new",
+                                                 "0", "-", "-")))  # fmt: skip
         if active.row_count:
             console.print(active)
+        if history:
+            old = Table(title="history: stored under this spec's name, no longer planned by it")
+            for col in ("group", "arm", "seed", "run id", "state"):
+                old.add_column(col)
+            for info in history:
+                old.add_row(*(escape(c) for c in (info.group, info.arm, str(info.seed), info.run_id[:12], info.state)))
+            console.print(old)
         if args.failed:
             for info in failed:
-                console.rule(f"{info.state} {info.group}/{info.arm} seed {info.seed} [{info.run_id[:12]}]")
+                title = f"{info.state} {info.group}/{info.arm} seed {info.seed} [{info.run_id[:12]}]"
+                console.rule(escape(title))
                 console.print(info.error or "(no trace recorded)", markup=False, highlight=False)
     finally:
         store.close()

@@ -7,12 +7,19 @@ over seeds with n; see docs/reports.md.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from suite.commands._common import add_spec_arguments, load_plan, open_db, store_exists
+from suite.commands._common import (
+    add_spec_arguments,
+    load_plan,
+    missing_store_message,
+    open_existing_db,
+    store_exists,
+)
 from suite.plan import PlannedRun
 from suite.spec import Spec
 
@@ -27,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def render_and_write(
     spec: Spec, runs: list[PlannedRun], store: Any | None, results: Path, *, fmt: str
 ) -> tuple[list[Path], str]:
-    """Render every table of ``spec`` from ``store`` (None: no results yet), write them, return paths and text."""
+    """Render every table of ``spec`` from ``store`` (None: no results yet), write them, return paths and text.
+
+    Tables without a single result are not written over files already there (an empty table never replaces
+    rendered numbers); the text is still returned."""
     from suite.report import METRICS_FRAME_COLUMNS
     from suite.tables import TIMINGS_FRAME_COLUMNS, render_spec_tables, write_tables
 
@@ -38,18 +48,24 @@ def render_and_write(
         metrics = store.metrics_frame(spec=spec.name)
         timings = store.timings_frame(spec=spec.name)
     rendered = render_spec_tables(spec, runs, metrics, timings)
-    paths = write_tables(rendered, results / spec.name)
+    folder = results / spec.name
+    if metrics.empty and folder.is_dir() and any(folder.iterdir()):
+        print(f"no results for {spec.name} yet: the tables in {folder}/ are left as they are", file=sys.stderr)
+        return [], "\n".join(formats[fmt] for formats in rendered.values())
+    paths = write_tables(rendered, folder)
     return paths, "\n".join(formats[fmt] for formats in rendered.values())
 
 
 def run(args: argparse.Namespace) -> int:
     spec, runs = load_plan(args)
-    store = open_db(args) if store_exists(args) else None
+    if not store_exists(args):
+        print(missing_store_message(args), file=sys.stderr)
+        return 1
+    store = open_existing_db(args)
     try:
         paths, text = render_and_write(spec, runs, store, args.results, fmt=args.format)
     finally:
-        if store is not None:
-            store.close()
+        store.close()
     print(text)
-    print(f"written: {', '.join(str(p) for p in paths)}")
+    print(f"written: {', '.join(str(p) for p in paths) or 'nothing (no results yet)'}")
     return 0
