@@ -402,7 +402,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out or {prefix: {}}
+        return out  # an empty table sets nothing
     return {prefix: value}
 
 
@@ -431,22 +431,22 @@ def _config_html(spec: Spec) -> str:
         own = {**group.defaults, **arm.settings}
         cells = "".join(f'<td class="mono">{esc(_show(values.get(k, MISSING)))}</td>' for k in differ)
         rows.append(
-            f"<tr><td>{esc(arm.group)}</td><th scope=row>{esc(arm.label)}</th>{cells}"
-            f'<td class="mono">{esc(_settings_text(own))}</td></tr>'
+            f"<tr><td>{esc(arm.group)}</td><th scope=row>{esc(arm.label)}</th>"
+            f'<td class="mono">{esc(_settings_text(own))}</td>{cells}</tr>'
         )
     shared = "".join(
         f"<tr><th scope=row class=mono>{esc(k)}</th><td class=mono>{esc(_show(flat[0][k]))}</td></tr>" for k in same
     )
     note = (
-        "One row per arm: the resolved settings that differ between arms, and what the spec sets for the arm "
-        "(its group's defaults and its own keys) over the spec's <code>[defaults]</code>."
+        "One row per arm: what the spec sets for the arm over its <code>[defaults]</code> (the group's defaults "
+        "and the arm's own keys), then each resolved setting whose value differs between arms."
         if differ
         else "Every arm has the same resolved settings (they differ by seed only)."
     )
     return (
         f'<p class="note">{note}</p>'
         f'<div class="scroll"><table class="sortable" id="arm-configs"><thead><tr><th scope=col>group</th>'
-        f"<th scope=col>arm</th>{header}<th scope=col>set by the spec</th></tr></thead>"
+        f"<th scope=col>arm</th><th scope=col>set by the spec</th>{header}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
         f"<details><summary>Settings every arm shares ({len(same)})</summary>"
         f'<div class="scroll"><table><tbody>{shared}</tbody></table></div></details>'
