@@ -1,7 +1,11 @@
 """Tests of the NYUv2 loaders on tiny files written in the real formats.
 
 ``nyuv2``: an HDF5 file with MATLAB's 512-byte v7.3 header and MATLAB's transposed storage (an H×W×3×N
-MATLAB array is the C-order (N, 3, W, H) dataset), plus a v5 ``splits.mat`` with 1-based column vectors.
+MATLAB array is the C-order (N, 3, W, H) dataset), plus a v5 ``splits.mat`` with 1-based column vectors. Where
+the layout comes from: the dataset page (cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html) lists the labelled
+file's variables (``images`` 480×640×3×N uint8, ``depths`` / ``rawDepths`` 480×640×N in metres); MATLAB's
+documentation of ``-v7.3`` MAT-files (HDF5 with a 512-byte user block, column-major storage) gives the on-disk
+form; ``splits.mat`` of the indoor segmentation page holds ``trainNdxs`` / ``testNdxs``, 1-based.
 ``nyuv2-zip``: zips in the authors' and DenseDepth's layouts (CSV + PNG/JPG + 8/16-bit PNG depth). Where the
 layouts come from: the authors' ``train.py`` and ``utils/get_data.py`` (github.com/jaehanlee-mcl/
 multi-loss-rebalancing-depth) read ``train795.zip`` / ``train_reduced05.zip`` / ``test654.zip`` with the CSVs
