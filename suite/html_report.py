@@ -8,9 +8,11 @@ browser any fetch (``default-src 'none'``). Every text is HTML-escaped. Tables s
 a few lines of optional JavaScript sort the run matrix, nothing else needs it.
 
 The tables are rendered from the same model as the Markdown, LaTeX and CSV files
-(:func:`suite.tables.metric_table_model`, :class:`suite.report.ReportTable`): :func:`render_html` prints each
-metric cell with the Markdown renderer's text (same numbers, bold, (+)/(−), †) and the legend that
-:func:`suite.report.render_markdown` writes under the tables. Nothing is recomputed here.
+(:func:`suite.tables.metric_table_model`, :class:`suite.report.ReportTable`): :func:`render_html` prints every
+cell of every row with the Markdown renderer's text for that row (same numbers, bold, (+)/(−) and any other mark),
+adds the model's flags as classes and its statistics as attributes, and converts what
+:func:`suite.report.render_markdown` writes under the tables (the legend and any further block) to HTML. Nothing
+is recomputed here.
 
 :func:`build_report` is pure apart from reading the store, the figure files, the spec file and the run folders;
 :func:`write_report` writes the page atomically.
@@ -34,7 +36,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from suite.plan import PlannedRun
-from suite.report import MISSING, Cell, ReportTable, Row, _describe, _md_cell, render_markdown
+from suite.report import MISSING, Cell, ReportTable, Row, _md_row, render_markdown
 from suite.spec import Spec, Table
 
 __all__ = [
@@ -193,7 +195,22 @@ def _cell_details(cell: Cell) -> str:
     return ", ".join(parts)
 
 
-def _metric_td(metric: str, cell: Cell, row: Row) -> str:
+_MD_ESCAPES = {"\\\\": "\x00", "\\|": "\x01", "\\*": "\x02"}
+_MD_RESTORE = {"\x00": "\\", "\x01": "|", "\x02": "*"}
+
+
+def markdown_cell_html(text: str) -> str:
+    """A Markdown table cell as HTML: escaped characters (``\\|``, ``\\*``, ``\\\\``) are literal, ``**x**`` and
+    ``*x*`` become ``<strong>`` / ``<em>``, everything else is HTML-escaped."""
+    for escaped, mark in _MD_ESCAPES.items():
+        text = text.replace(escaped, mark)
+    out = inline_markdown(text)
+    for mark, char in _MD_RESTORE.items():
+        out = out.replace(mark, char)
+    return out
+
+
+def _metric_td(metric: str, cell: Cell, row: Row, text: str) -> str:
     classes = ["num"]
     if cell.best and row.source is None:
         classes.append("best")
@@ -206,38 +223,96 @@ def _metric_td(metric: str, cell: Cell, row: Row) -> str:
     details = _cell_details(cell)
     if details:
         attrs.append(f'title="{esc(details)}"')
-    return f"<td {' '.join(attrs)}>{inline_markdown(_md_cell(metric, cell, row))}</td>"
+    return f"<td {' '.join(attrs)}>{markdown_cell_html(text)}</td>"
 
 
 def _row_html(table: ReportTable, row: Row) -> str:
+    """One row: the Markdown renderer's text of every cell (:func:`suite.report._md_row`), as HTML with the model's
+    flags as classes and the metric values as ``data-`` attributes."""
+    texts = _md_row(table, row)
     cells: list[str] = []
-    for col in table.columns:
+    for col, text in zip(table.columns, texts, strict=True):
         if col.kind == "arm":
-            text = esc(row.arm) if row.source is None else f"↳ <em>{esc(row.source)}</em>"
-            cells.append(f'<th scope="row">{text}</th>')
+            cells.append(f'<th scope="row">{markdown_cell_html(text)}</th>')
         elif col.kind == "descriptor":
-            text = esc(_describe(row.descriptors.get(col.key))) if row.source is None else ""
-            cells.append(f'<td data-column="{esc(col.key)}">{text}</td>')
+            cells.append(f'<td data-column="{esc(col.key)}">{markdown_cell_html(text)}</td>')
         elif col.kind == "n":
-            cells.append(f'<td class="num">{row.n if row.source is None else ""}</td>')
+            cells.append(f'<td class="num">{markdown_cell_html(text)}</td>')
         else:
-            cells.append(_metric_td(col.key, row.cells[col.key], row))
+            cells.append(_metric_td(col.key, row.cells[col.key], row, text))
     kind = "measured" if row.source is None else "reference"
     source = "" if row.source is None else f' data-source="{esc(row.source)}"'
     return f'<tr class="{kind}" data-arm="{esc(row.arm)}"{source}>{"".join(cells)}</tr>'
 
 
-def markdown_footer(markdown: str) -> list[str]:
-    """The lines that :func:`suite.report.render_markdown` writes under its last table (the legend and any notes),
-    so that the page explains the marks in the model's own words."""
+def markdown_trailer(markdown: str, parts: int) -> list[str]:
+    """The lines that :func:`suite.report.render_markdown` writes after the tables of its ``parts`` parts (the
+    legend, and whatever notes or blocks follow it): the page shows them in the model's own words."""
     lines = markdown.rstrip("\n").split("\n")
-    last = max((i for i, line in enumerate(lines) if line.startswith("|") or line.startswith("**")), default=-1)
-    return [line for line in lines[last + 1 :] if line.strip() and not line.startswith("*no ")]
+    ends = 0
+    for i, line in enumerate(lines):
+        table_ends = line.startswith("|") and (i + 1 == len(lines) or not lines[i + 1].startswith("|"))
+        if table_ends or line.strip() == "*no arms in this part*":
+            ends += 1
+            if ends == parts:
+                return lines[i + 1 :]
+    return []
+
+
+def _split_pipe_row(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [c.strip() for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def _pipe_table_html(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    def attrs(j: int) -> str:
+        return ' class="num"' if j < len(right) and right[j] else ""
+
+    head = "".join(f'<th scope="col"{attrs(j)}>{markdown_cell_html(c)}</th>' for j, c in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f"<td{attrs(j)}>{markdown_cell_html(c)}</td>" for j, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def markdown_blocks_html(lines: Sequence[str]) -> str:
+    """Markdown blocks as the report renderer writes them, as HTML: pipe tables (first row the header; ``---:``
+    columns right-aligned), a line that is all bold as a heading, any other line as a legend paragraph."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+            continue
+        if line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(_split_pipe_row(lines[i]))
+                i += 1
+            header, rows = block[0], block[1:]
+            right = [False] * len(header)
+            if rows and all(re.fullmatch(r":?-+:?", c) for c in rows[0]):
+                right = [c.endswith(":") and not c.startswith(":") for c in rows[0]]
+                rows = rows[1:]
+            out.append(_pipe_table_html(header, rows, right))
+            continue
+        bold = re.fullmatch(r"\*\*(.+)\*\*", line.strip())
+        if bold and "**" not in bold.group(1):
+            out.append(f"<h4>{markdown_cell_html(bold.group(1))}</h4>")
+        else:
+            out.append(f'<p class="legend">{markdown_cell_html(line)}</p>')
+        i += 1
+    return "\n".join(out)
 
 
 def render_html(table: ReportTable) -> str:
-    """The table as an HTML fragment: a heading, one ``<table>`` per part, the legend. Cells print what the
-    Markdown rendering prints (from the same model); a cell's tooltip lists every statistic the model holds."""
+    """The table as an HTML fragment: a heading, one ``<table>`` per part, then what the Markdown rendering writes
+    under its tables (the legend and any further blocks). Every cell prints the Markdown renderer's text for the
+    same row of the same model; a metric cell's tooltip lists every statistic the model holds for it."""
     out = [f'<section class="report-table" id="table-{esc(table.name)}" data-table="{esc(table.name)}">']
     out.append(f"<h3>{esc(table.title)}</h3>")
     header = "".join(
@@ -258,8 +333,7 @@ def render_html(table: ReportTable) -> str:
             f'<div class="scroll"><table data-group="{esc(section.group)}">'
             f"<thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table></div>"
         )
-    for line in markdown_footer(render_markdown(table)):
-        out.append(f'<p class="legend">{inline_markdown(line)}</p>')
+    out.append(markdown_blocks_html(markdown_trailer(render_markdown(table), len(table.sections))))
     out.append("</section>")
     return "\n".join(out)
 

@@ -26,9 +26,16 @@ import pytest
 from tiny_spec import spec_text
 
 from suite.cli import main
-from suite.html_report import build_report, inline_markdown, markdown_footer, render_html
+from suite.html_report import (
+    build_report,
+    inline_markdown,
+    markdown_blocks_html,
+    markdown_cell_html,
+    markdown_trailer,
+    render_html,
+)
 from suite.plan import plan
-from suite.report import TableLayout, _md_cell, build_table, render_markdown, summarize
+from suite.report import TableLayout, _md_row, build_table, render_markdown, summarize
 from suite.spec import loads_spec
 from suite.store import open_store
 from suite.tables import metric_table_model
@@ -115,38 +122,77 @@ def small_table(arm: str = "ld0") -> Any:
     return build_table(summarize(pd.DataFrame(rows)), layout, descriptors, references)
 
 
-def _cells(fragment: str) -> list[tuple[str, str, str]]:
-    """(arm, metric, inner HTML) of every metric cell of measured rows."""
+def _rows(fragment: str) -> list[tuple[str, list[str]]]:
+    """(data-arm, inner HTML of every cell) of every row of the parts' tables."""
     out = []
-    for row in re.findall(r'<tr class="measured" data-arm="([^"]*)">(.*?)</tr>', fragment):
-        for metric, inner in re.findall(r'<td [^>]*data-metric="([^"]*)"[^>]*>(.*?)</td>', row[1]):
-            out.append((html.unescape(row[0]), metric, inner))
+    for arm, inner in re.findall(r'<tr class="(?:measured|reference)" data-arm="([^"]*)"[^>]*>(.*?)</tr>', fragment):
+        out.append((html.unescape(arm), re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", inner)))
     return out
 
 
-def test_render_html_prints_the_markdown_cells_of_the_same_model() -> None:
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def test_render_html_prints_the_markdown_rows_of_the_same_model() -> None:
     table = small_table()
     fragment = render_html(table)
-    cells = _cells(fragment)
     expected = [
-        (row.arm, metric, inline_markdown(_md_cell(metric, row.cells[metric], row)))
+        (row.arm, [markdown_cell_html(text) for text in _md_row(table, row)])
         for section in table.sections
         for row in section.rows
-        if row.source is None
-        for metric in table.metrics
     ]
-    assert cells == expected and len(cells) == 6
+    assert _rows(fragment) == expected and len(expected) == 4
     # the marks: bold best within a part, the (+) of (b) against (a), the paper's italic row
     assert '<td class="num best" data-metric="delta1" data-mean="0.86"' in fragment
     assert re.search(r'class="num improved" data-metric="delta1"[^>]*>87\.0 ± 1\.0 \(\+\)</td>', fragment)
     assert '<tr class="reference" data-arm="all" data-source="paper">' in fragment and "<em>86.4</em>" in fragment
-    # the legend is the Markdown renderer's, marks turned into HTML
-    footer = markdown_footer(render_markdown(table))
-    assert footer and all(f'<p class="legend">{inline_markdown(line)}</p>' in fragment for line in footer)
+    # what the Markdown writes under the parts (the legend, and any block after it) is on the page, as text
+    trailer = markdown_trailer(render_markdown(table), len(table.sections))
+    assert next(line for line in trailer if line.strip()).startswith("Mean ± sample std")
+    shown = _text(fragment)
+    for line in trailer:
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|").replace("*", "") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            assert all(c in shown for c in cells if not re.fullmatch(r":?-+:?", c)), line
+        elif line.strip():
+            assert line.replace("**", "").replace("*", "") in shown, line
     assert "<strong>bold</strong>" in fragment
     # every number the model holds for a cell is in its tooltip, at full precision in data-mean
     best = table.sections[0].rows[1].cells["delta1"]
     assert f'data-mean="{best.mean!r}"' in fragment and f"ci95 {best.ci95:.6g}" in fragment
+
+
+def test_markdown_blocks_become_tables_headings_and_legends() -> None:
+    lines = [
+        "Legend with **bold** and *em*, a <tag> & more.",
+        "",
+        "**Differences against the baseline**",
+        "",
+        "| Arm   | Baseline | n | δ1 (%) ↑ |",
+        "|:------|:---------|--:|---------:|",
+        "| a\\|b | x\\*y     | 3 | +3.1 [−0.8, +7.0] (+) |",
+        "",
+        "Footnote.",
+    ]
+    out = markdown_blocks_html(lines)
+    assert out.startswith('<p class="legend">Legend with <strong>bold</strong> and <em>em</em>, a &lt;tag&gt; &amp;')
+    assert "<h4>Differences against the baseline</h4>" in out
+    assert (
+        '<thead><tr><th scope="col">Arm</th><th scope="col">Baseline</th><th scope="col" class="num">n</th>'
+        '<th scope="col" class="num">δ1 (%) ↑</th></tr></thead>'
+    ) in out
+    assert '<tr><td>a|b</td><td>x*y</td><td class="num">3</td><td class="num">+3.1 [−0.8, +7.0] (+)</td></tr>' in out
+    assert out.endswith('<p class="legend">Footnote.</p>')
+
+
+def test_markdown_trailer_starts_after_the_last_part() -> None:
+    markdown = (
+        "### T\n\n**(a) x**\n\n| a |\n|--:|\n| 1 |\n\n**(b) y**\n\n*no arms in this part*\n\nLegend.\n\n"
+        "**D**\n\n| d |\n"
+    )
+    assert markdown_trailer(markdown, 2) == ["", "Legend.", "", "**D**", "", "| d |"]
+    assert markdown_trailer(markdown, 1)[:4] == ["", "**(b) y**", "", "*no arms in this part*"]
 
 
 def test_render_html_escapes_labels_titles_and_descriptors() -> None:
@@ -385,9 +431,11 @@ def test_report_in_chromium(finished: tuple[Path, Path]) -> None:
         # table cells: the store's seed means, and the Markdown table's text
         cells = driver.find_elements(By.CSS_SELECTOR, "table tr.measured td[data-metric]")
         assert len(cells) == len(means) == 4
+        metric_index = {c.key: i for i, c in enumerate(model.columns)}
         expected_text = {
-            (row.arm, m): _md_cell(m, row.cells[m], row).replace("*", "")
+            (row.arm, m): _md_row(model, row)[metric_index[m]].replace("*", "")
             for row in model.sections[0].rows
+            if row.source is None
             for m in model.metrics
         }
         for cell in cells:
@@ -397,7 +445,9 @@ def test_report_in_chromium(finished: tuple[Path, Path]) -> None:
             assert cell.text == expected_text[(arm, metric)]
         md = (results / "tiny" / "tiny.md").read_text()
         assert all(text in md.replace("**", "") for text in expected_text.values())
-        assert {a.text for a in driver.find_elements(By.CSS_SELECTOR, "tr.measured th")} == {NASTY, "all"}
+        arms = {a.text for a in driver.find_elements(By.CSS_SELECTOR, "tr.measured th")}
+        assert arms == {_md_row(model, row)[0].replace("\\", "") for row in model.sections[0].rows}
+        assert any(a.startswith(NASTY) for a in arms)
         # every figure decoded, nothing went wrong, nothing was fetched
         assert driver.execute_script("return document.images.length;") == len(pngs)
         urls = requested_urls(driver)  # drains the log: page_problems then sees what came after
