@@ -4,9 +4,12 @@ The pipeline has three pure steps (DataFrames in, DataFrames or strings out; no 
 
 1. :func:`summarize` turns the store's long metrics frame into per ``(group, arm, metric)`` seed statistics:
    mean, sample std (ddof = 1), n, standard error and the half-width of a 95 % Student-t interval.
-2. :func:`compare` matches every arm of a compared group with the arm of the baseline group that has the same
-   value of ``layout.baseline_key`` (Table 5(b) against 5(a): same loss set), and says, direction-aware, whether
-   its mean improved, degraded or tied, with a Welch t-test p-value across seeds.
+2. :func:`compare` pairs every compared arm with its baseline arm (Table 5(b) against 5(a): the arm of the
+   baseline group with the same loss set; or one baseline arm for the whole table) and estimates the difference
+   from the seeds both arms ran: arms that share a seed share the initialisation and the data order, so their
+   per-seed differences are paired (:func:`paired_difference`: mean difference, 95 % paired t interval, a BCa
+   bootstrap interval from 10 paired seeds up). A difference is marked improved / degraded only when its interval
+   excludes 0.
 3. :func:`build_table` assembles one :class:`ReportTable` (columns, sub-tables, rows, cells with their flags);
    :func:`render_markdown`, :func:`render_latex` and :func:`render_csv` are pure functions of that model, so the
    three formats can never disagree.
@@ -15,9 +18,11 @@ Conventions (see ``docs/reports.md``):
 
 - δ metrics are fractions in the store and in the CSV; the Markdown and LaTeX tables show them in percent with one
   decimal (as the paper does); every other metric is shown with three decimals.
-- "Best" (bold) and "improved / degraded" (red / blue, Markdown ``(+)`` / ``(−)``) are decided on the means *as
-  displayed*: two values that print alike are a tie (all tied best are bold; a tie gets no colour). The colour uses
-  the mean difference, like the paper; the p-value is reported beside it, never folded into it.
+- "Best" (bold) is decided on the means *as displayed*: two values that print alike are a tie (all tied best are
+  bold). "Improved / degraded" (red / blue, Markdown ``(+)`` / ``(−)``) needs more than a better mean: the 95 %
+  interval of the paired difference must exclude 0 (and the means must print differently). The differences and
+  their intervals are printed under the table, and the CSV carries them with the test's p-value.
+- An arm with fewer than ``MIN_SEEDS`` finished seeds is flagged (‡): its spread and intervals rest on too little.
 - The paper's numbers are rendered as italic rows under the measured row of the same arm, with the paper's own
   red / blue against the paper's baseline row; they are never bold (bold marks our best measured mean).
 """
@@ -28,7 +33,6 @@ import csv
 import io
 import math
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,7 +64,19 @@ METRICS_FRAME_COLUMNS: tuple[str, ...] = (
     "value",
 )
 #: Columns of :func:`summarize`'s result, in order.
-SUMMARY_COLUMNS: tuple[str, ...] = ("group", "arm", "metric", "split", "protocol", "n", "mean", "std", "sem", "ci95")
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "group",
+    "arm",
+    "metric",
+    "split",
+    "protocol",
+    "n",
+    "mean",
+    "std",
+    "sem",
+    "ci95",
+    "seeds",
+)
 #: Columns of :func:`compare`'s result, in order.
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "group",
@@ -75,6 +91,10 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "baseline_std",
     "baseline_n",
     "diff",
+    "n_paired",
+    "diff_low",
+    "diff_high",
+    "test",
     "outcome",
     "p_value",
 )
@@ -99,7 +119,12 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
 MISSING = "–"  # an en dash, as in the paper's tables
 _MARKERS: dict[str, str] = {"improved": "(+)", "degraded": "(−)"}
 _LATEX_COLOURS: dict[str, str] = {"improved": "red", "degraded": "blue"}
-_SIGNIFICANCE = 0.05  # a dagger marks a coloured cell whose Welch p-value is below this
+#: An arm with fewer finished seeds than this is flagged in every table.
+MIN_SEEDS = 3
+#: From this many paired seeds on, the interval of a difference is a BCa bootstrap (enough distinct resamples).
+BOOTSTRAP_MIN_N = 10
+BOOTSTRAP_RESAMPLES = 10_000
+_FEW_SEEDS = "‡"
 _LATEX_PACKAGES = r"\usepackage{booktabs,xcolor,amssymb}"
 
 
@@ -116,7 +141,10 @@ class TableLayout:
     ``split``: which split's summary rows to use. ``baseline``: the group whose arm with the same value of
     ``baseline_key`` is the comparison row of every other group's arm (``None``: no comparison).
     ``group_titles``: optional titles; a title not starting with ``(`` is prefixed with the part letter, as in
-    "(a) Combination of loss functions".
+    "(a) Combination of loss functions". ``pairs``: ``{(group, arm): (baseline group, baseline arm)}`` resolved by
+    the spec loader (on every ``baseline_match`` key, or one ``baseline_arm`` for the whole table); when given it
+    replaces the matching on ``baseline_key``. ``baseline_arm``: the single arm every other arm is compared with,
+    for the legend.
     """
 
     name: str
@@ -128,6 +156,8 @@ class TableLayout:
     baseline: str | None = None
     baseline_key: str = "losses"
     group_titles: Mapping[str, str] = field(default_factory=dict)
+    pairs: Mapping[tuple[str, str], tuple[str, str]] | None = None
+    baseline_arm: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("groups", "metrics", "columns"):
@@ -171,7 +201,8 @@ def summarize(metrics: pd.DataFrame, *, split: str = "test", epoch: int | Litera
     epoch. Non-finite values are dropped (n counts the finite ones).
 
     Returns the columns ``SUMMARY_COLUMNS``: ``n`` (seeds), ``mean``, ``std`` (sample, ddof = 1; NaN for n = 1),
-    ``sem`` = std / √n and ``ci95`` = t₀.₉₇₅(n − 1) · sem, the half-width of the 95 % t-interval of the mean.
+    ``sem`` = std / √n and ``ci95`` = t₀.₉₇₅(n − 1) · sem, the half-width of the 95 % t-interval of the mean, and
+    ``seeds``, the per-seed values ``{seed: value}`` that :func:`compare` pairs.
     Rows follow the first appearance of groups and arms; metrics follow ``METRIC_NAMES``.
 
     Raises :class:`ReportError` on missing columns, on one run with two different values of a metric, on two runs
@@ -237,6 +268,7 @@ def summarize(metrics: pd.DataFrame, *, split: str = "test", epoch: int | Litera
                 "std": std,
                 "sem": sem,
                 "ci95": ci,
+                "seeds": {int(s): float(v) for s, v in zip(cell["seed"], cell["value"], strict=True)},
             }
         )
     out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -257,6 +289,7 @@ _SUMMARY_DTYPES: dict[str, str] = {
     "std": "float64",
     "sem": "float64",
     "ci95": "float64",
+    "seeds": "object",
 }
 
 
@@ -302,6 +335,23 @@ def format_value(metric: str, value: float) -> str:
     return f"{value:.3f}"
 
 
+def format_difference(metric: str, value: float) -> str:
+    """A signed difference as the tables print it: δ in percentage points with one decimal (0.031 → "+3.1"), every
+    other metric with three decimals, ``MISSING`` for NaN."""
+    if not math.isfinite(value):
+        return MISSING
+    text = f"{100.0 * value:+.1f}" if _is_delta(metric) else f"{value:+.3f}"
+    return text.replace("-", "−")
+
+
+def difference_text(metric: str, cell: Cell) -> str:
+    """``"+3.1 [−0.8, +7.0]"``: a compared cell's difference and its interval (``MISSING`` when there is none)."""
+    if not cell.compared:
+        return MISSING
+    low, high = format_difference(metric, cell.diff_low), format_difference(metric, cell.diff_high)
+    return f"{format_difference(metric, cell.diff)} [{low}, {high}]"
+
+
 def _direction(metric: str) -> bool | None:
     return HIGHER_IS_BETTER.get(metric)
 
@@ -321,14 +371,16 @@ def _outcome(metric: str, value: float, baseline: float) -> Outcome | None:
 
 
 def compare(summary: pd.DataFrame, layout: TableLayout, descriptors: pd.DataFrame) -> pd.DataFrame:
-    """Each arm of every group of ``layout`` other than ``layout.baseline`` against its baseline arm.
+    """Each compared arm of ``layout`` against its baseline arm, metric by metric.
 
-    The baseline arm is the arm of group ``layout.baseline`` whose descriptor ``layout.baseline_key`` has the same
-    value (Table 5(b) vs 5(a): the same loss set). Per metric in ``layout.metrics`` measured on both sides, returns
-    the columns ``COMPARISON_COLUMNS``: both means, stds and n, ``diff`` = mean − baseline_mean, ``outcome``
-    ("improved" / "degraded" / "tie", direction-aware and at the displayed precision; None for a metric without a
-    known direction) and ``p_value``, Welch's unequal-variance t-test across seeds (NaN unless both n ≥ 2 and
-    some std > 0). Arms without a baseline match, and metrics missing on either side, give no row.
+    The pairs are ``layout.pairs`` when given (resolved by the spec loader), else the arm of group
+    ``layout.baseline`` whose descriptor ``layout.baseline_key`` has the same value (Table 5(b) vs 5(a): the same
+    loss set). Per metric in ``layout.metrics`` measured on both sides, returns the columns ``COMPARISON_COLUMNS``:
+    both means, stds and n; ``diff`` (arm − baseline), ``diff_low`` / ``diff_high`` (its 95 % interval),
+    ``n_paired`` and ``test`` from :func:`paired_difference` on the per-seed values; ``outcome``
+    ("improved" / "degraded" / "tie", direction-aware and at the displayed precision) only where the interval
+    excludes 0 (None otherwise, and for a metric without a known direction); ``p_value`` of the same test. Arms
+    without a baseline, and metrics missing on either side, give no row.
 
     Raises :class:`ReportError` when the descriptors lack ``baseline_key`` or two baseline arms share a key.
     """
@@ -338,18 +390,19 @@ def compare(summary: pd.DataFrame, layout: TableLayout, descriptors: pd.DataFram
     matches = _baseline_matches(layout, descriptors)
     stats_by_key = _summary_lookup(summary, layout.split)
     rows: list[dict[str, Any]] = []
-    for (group, arm), base_arm in matches.items():
+    for (group, arm), (base_group, base_arm) in matches.items():
         for metric in layout.metrics:
             a = stats_by_key.get((group, arm, metric))
-            b = stats_by_key.get((layout.baseline, base_arm, metric))
+            b = stats_by_key.get((base_group, base_arm, metric))
             if a is None or b is None or not (math.isfinite(a.mean) and math.isfinite(b.mean)):
                 continue
+            d = paired_difference(a.seeds, b.seeds)
             rows.append(
                 {
                     "group": group,
                     "arm": arm,
                     "metric": metric,
-                    "baseline_group": layout.baseline,
+                    "baseline_group": base_group,
                     "baseline_arm": base_arm,
                     "mean": a.mean,
                     "std": a.std,
@@ -357,9 +410,13 @@ def compare(summary: pd.DataFrame, layout: TableLayout, descriptors: pd.DataFram
                     "baseline_mean": b.mean,
                     "baseline_std": b.std,
                     "baseline_n": b.n,
-                    "diff": a.mean - b.mean,
-                    "outcome": _outcome(metric, a.mean, b.mean),
-                    "p_value": welch_p_value(a.mean, a.std, a.n, b.mean, b.std, b.n),
+                    "diff": d.mean,
+                    "n_paired": d.n,
+                    "diff_low": d.low,
+                    "diff_high": d.high,
+                    "test": d.test,
+                    "outcome": _outcome(metric, a.mean, b.mean) if d.excludes_zero else None,
+                    "p_value": d.p_value,
                 }
             )
     if not rows:
@@ -367,15 +424,73 @@ def compare(summary: pd.DataFrame, layout: TableLayout, descriptors: pd.DataFram
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
-def welch_p_value(mean1: float, std1: float, n1: int, mean2: float, std2: float, n2: int) -> float:
-    """Two-sided p-value of Welch's t-test from the seed statistics of two arms (identical to
-    ``scipy.stats.ttest_ind(a, b, equal_var=False)`` on the raw values). NaN when either n < 2 or both stds are 0."""
-    if n1 < 2 or n2 < 2 or not (math.isfinite(std1) and math.isfinite(std2)) or std1 == std2 == 0.0:
-        return math.nan
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind_from_stats(mean1, std1, n1, mean2, std2, n2, equal_var=False)
-    return float(result.pvalue)
+@dataclass(frozen=True)
+class Difference:
+    """The difference arm − baseline of one metric: its estimate ``mean``, the ``confidence`` interval
+    [``low``, ``high``], the two-sided ``p_value`` of ``test`` and ``n`` (paired seeds; for Welch's test, the
+    smaller of the two arms' seed counts)."""
+
+    mean: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+    test: str | None
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies entirely above or below 0 (the difference is distinguishable from none)."""
+        return math.isfinite(self.low) and math.isfinite(self.high) and (self.low > 0.0 or self.high < 0.0)
+
+
+#: ``Difference.test`` values, as the legends name them.
+PAIRED_T = "paired t"
+PAIRED_BOOTSTRAP = "paired BCa bootstrap"
+WELCH_T = "Welch t (unpaired)"
+
+
+def paired_difference(
+    values: Mapping[int, float], baseline: Mapping[int, float], *, confidence: float = CONFIDENCE
+) -> Difference:
+    """The difference ``values − baseline`` of per-seed results ``{seed: value}``.
+
+    Seeds that both arms ran are paired (same initialisation and data order): the estimate is the mean of the
+    per-seed differences, the interval the paired Student t interval (n − 1 degrees of freedom) and the p-value
+    that of ``scipy.stats.ttest_rel``. From ``BOOTSTRAP_MIN_N`` paired seeds on, the interval is a BCa bootstrap of
+    the mean difference (``BOOTSTRAP_RESAMPLES`` resamples, a fixed generator, so tables are reproducible). With
+    fewer than 2 shared seeds but at least 2 seeds on each side, the arms are compared unpaired with Welch's t
+    (difference of the means, Welch–Satterthwaite degrees of freedom). Otherwise everything is NaN.
+    Differences that are all equal give a zero-width interval at their value.
+    """
+    shared = sorted(set(values) & set(baseline))
+    if len(shared) >= 2:
+        d = np.array([values[s] - baseline[s] for s in shared], dtype=float)
+        n, mean = d.size, float(d.mean())
+        sd = float(d.std(ddof=1))
+        if sd == 0.0:
+            return Difference(mean, mean, mean, 0.0 if mean != 0.0 else 1.0, n, PAIRED_T)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+        p_value = float(stats.ttest_rel([values[s] for s in shared], [baseline[s] for s in shared]).pvalue)
+        if n < BOOTSTRAP_MIN_N:
+            return Difference(mean, mean - half, mean + half, p_value, n, PAIRED_T)
+        boot = stats.bootstrap(
+            (d,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="BCa",
+            rng=np.random.default_rng(0),
+        )
+        low, high = boot.confidence_interval
+        return Difference(mean, float(low), float(high), p_value, n, PAIRED_BOOTSTRAP)
+    a = np.array(list(values.values()), dtype=float)
+    b = np.array(list(baseline.values()), dtype=float)
+    if a.size < 2 or b.size < 2 or (a.std() == 0.0 and b.std() == 0.0):
+        return Difference(math.nan, math.nan, math.nan, math.nan, len(shared), None)
+    result = stats.ttest_ind(a, b, equal_var=False)
+    ci = result.confidence_interval(confidence_level=confidence)
+    mean = float(a.mean() - b.mean())
+    return Difference(mean, float(ci.low), float(ci.high), float(result.pvalue), min(a.size, b.size), WELCH_T)
 
 
 @dataclass(frozen=True)
@@ -386,6 +501,7 @@ class _Stat:
     sem: float
     ci95: float
     protocol: str | None
+    seeds: Mapping[int, float]
 
 
 def _summary_lookup(summary: pd.DataFrame, split: str | None) -> dict[tuple[str, str, str], _Stat]:
@@ -405,6 +521,7 @@ def _summary_lookup(summary: pd.DataFrame, split: str | None) -> dict[tuple[str,
             sem=float(rec.get("sem", math.nan)),
             ci95=float(rec.get("ci95", math.nan)),
             protocol=None if _is_missing(rec.get("protocol")) else str(rec.get("protocol")),
+            seeds=rec.get("seeds") if isinstance(rec.get("seeds"), Mapping) else {},
         )
     return out
 
@@ -424,10 +541,12 @@ def _descriptor_lookup(descriptors: pd.DataFrame | None) -> dict[tuple[str, str]
     return out
 
 
-def _baseline_matches(layout: TableLayout, descriptors: pd.DataFrame | None) -> dict[tuple[str, str], str]:
-    """``(group, arm) -> baseline arm`` for every arm of a compared group that has a match."""
+def _baseline_matches(layout: TableLayout, descriptors: pd.DataFrame | None) -> dict[tuple[str, str], tuple[str, str]]:
+    """``(group, arm) -> (baseline group, baseline arm)`` for every compared arm that has a baseline."""
     if layout.baseline is None:
         return {}
+    if layout.pairs is not None:
+        return dict(layout.pairs)
     lookup = _descriptor_lookup(descriptors)
     key = layout.baseline_key
     if lookup and not any(key in values for values in lookup.values()):
@@ -445,13 +564,13 @@ def _baseline_matches(layout: TableLayout, descriptors: pd.DataFrame | None) -> 
                 f"table {layout.name!r}: baseline group {layout.baseline!r} has {len(arms)} arms with "
                 f"{key} = {value!r} ({', '.join(arms)}); expected at most one"
             )
-    matches: dict[tuple[str, str], str] = {}
+    matches: dict[tuple[str, str], tuple[str, str]] = {}
     for (group, arm), values in lookup.items():
         if group == layout.baseline or group not in layout.groups or _is_missing(values.get(key)):
             continue
         base = by_value.get(_hashable(values[key]))
         if base:
-            matches[(group, arm)] = base[0]
+            matches[(group, arm)] = (layout.baseline, base[0])
     return matches
 
 
@@ -487,7 +606,9 @@ class Column:
 @dataclass(frozen=True)
 class Cell:
     """One metric of one row. Measured rows: mean, std, n, sem, ci95 over seeds; reference rows: ``mean`` is the
-    published value (n = 0). ``best``: bold. ``outcome`` / ``diff`` / ``p_value``: against the baseline row."""
+    published value (n = 0). ``best``: bold. Against the baseline row: ``diff`` with its interval
+    [``diff_low``, ``diff_high``] over ``n_paired`` seeds by ``test`` (see :func:`paired_difference`), its
+    ``p_value``, and ``outcome``, set only where that interval excludes 0 (reference rows: the paper's own)."""
 
     mean: float = math.nan
     std: float = math.nan
@@ -498,11 +619,15 @@ class Cell:
     outcome: Outcome | None = None
     diff: float = math.nan
     p_value: float = math.nan
+    diff_low: float = math.nan
+    diff_high: float = math.nan
+    n_paired: int = 0
+    test: str | None = None
 
     @property
-    def significant(self) -> bool:
-        """Welch p < 0.05 (only meaningful on a coloured cell)."""
-        return math.isfinite(self.p_value) and self.p_value < _SIGNIFICANCE
+    def compared(self) -> bool:
+        """Whether the cell has a difference against a baseline with an interval."""
+        return self.test is not None and math.isfinite(self.diff)
 
 
 @dataclass(frozen=True)
@@ -516,6 +641,11 @@ class Row:
     n: int
     cells: Mapping[str, Cell]
     baseline_arm: str | None = None
+
+    @property
+    def few_seeds(self) -> bool:
+        """A measured row with fewer than ``MIN_SEEDS`` finished seeds (flagged ‡)."""
+        return self.source is None and 0 < self.n < MIN_SEEDS
 
 
 @dataclass(frozen=True)
@@ -546,6 +676,16 @@ class ReportTable:
     baseline_key: str = "losses"
     protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    baseline_arm: str | None = None
+
+    def compared_rows(self) -> list[tuple[Section, Row]]:
+        """The measured rows that have a baseline, with their part, in table order."""
+        return [(s, r) for s in self.sections for r in s.rows if r.source is None and r.baseline_arm is not None]
+
+    @property
+    def few_seeds(self) -> bool:
+        """Whether some arm is flagged for fewer than ``MIN_SEEDS`` finished seeds."""
+        return any(r.few_seeds for s in self.sections for r in s.rows)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -621,9 +761,14 @@ def build_table(
                     outcome=None if cmp is None or _is_missing(cmp["outcome"]) else cmp["outcome"],
                     diff=math.nan if cmp is None else float(cmp["diff"]),
                     p_value=math.nan if cmp is None else float(cmp["p_value"]),
+                    diff_low=math.nan if cmp is None else float(cmp["diff_low"]),
+                    diff_high=math.nan if cmp is None else float(cmp["diff_high"]),
+                    n_paired=0 if cmp is None else int(cmp["n_paired"]),
+                    test=None if cmp is None or _is_missing(cmp["test"]) else str(cmp["test"]),
                 )
             n = max((c.n for c in cells.values()), default=0)
-            base_arm = matches.get((group, arm))
+            base = matches.get((group, arm))
+            base_arm = None if base is None else base[1]
             rows.append(Row(arm, None, shown, n, cells, base_arm))
             for source in sources:
                 ref = refs.get((group, arm, source))
@@ -647,6 +792,7 @@ def build_table(
         baseline_key=layout.baseline_key,
         protocols=tuple(protocols),
         sources=sources,
+        baseline_arm=layout.baseline_arm,
     )
 
 
@@ -711,14 +857,14 @@ def _reference_outcomes(
     refs: Mapping[tuple[str, str, str], Mapping[str, float]],
     sources: Sequence[str],
     layout: TableLayout,
-    matches: Mapping[tuple[str, str], str],
+    matches: Mapping[tuple[str, str], tuple[str, str]],
 ) -> dict[tuple[str, str, str, str], Outcome | None]:
     """The paper's own red / blue: each reference row against the same source's row of the baseline arm."""
     out: dict[tuple[str, str, str, str], Outcome | None] = {}
-    for (group, arm), base_arm in matches.items():
+    for (group, arm), (base_group, base_arm) in matches.items():
         for source in sources:
             mine = refs.get((group, arm, source))
-            theirs = refs.get((str(layout.baseline), base_arm, source))
+            theirs = refs.get((base_group, base_arm, source))
             if mine is None or theirs is None:
                 continue
             for metric in layout.metrics:
@@ -769,8 +915,6 @@ def _md_cell(metric: str, cell: Cell, row: Row) -> str:
         text = f"*{text}*"
     if cell.outcome in _MARKERS:
         text += f" {_MARKERS[cell.outcome]}"
-        if row.source is None and cell.significant:
-            text += "†"
     return text
 
 
@@ -778,7 +922,8 @@ def _md_row(table: ReportTable, row: Row) -> list[str]:
     out: list[str] = []
     for col in table.columns:
         if col.kind == "arm":
-            out.append(_md_escape(row.arm) if row.source is None else f"↳ *{_md_escape(row.source)}*")
+            label = _md_escape(row.arm) + (f" {_FEW_SEEDS}" if row.few_seeds else "")
+            out.append(label if row.source is None else f"↳ *{_md_escape(row.source)}*")
         elif col.kind == "descriptor":
             out.append(_md_escape(_describe(row.descriptors.get(col.key))) if row.source is None else "")
         elif col.kind == "n":
@@ -812,20 +957,14 @@ def _legend(table: ReportTable, *, latex: bool) -> str:
         ("bold" if latex else "**bold**") + ": best mean per metric within a part (ties all bold)",
     ]
     if table.baseline is not None:
-        key_label = dict((c.key, c.label) for c in table.columns).get(
-            table.baseline_key, COLUMN_LABELS.get(table.baseline_key, (table.baseline_key, ""))[0]
+        against = _baseline_phrase(table)
+        marks = r"\textcolor{red}{red}/\textcolor{blue}{blue}" if latex else "(+)/(−)"
+        parts.append(
+            f"{marks}: better/worse than {_latex_escape(against) if latex else against}, marked only where the "
+            f"95{pct(latex)} interval of the difference excludes 0 (differences and intervals below the table)"
         )
-        against = f"the row of {table.baseline_part} with the same {key_label.lower()}"
-        if latex:
-            parts.append(
-                rf"\textcolor{{red}}{{red}}/\textcolor{{blue}}{{blue}}: better/worse mean than {_latex_escape(against)}"
-                r"; $^\dagger$: Welch's t-test across seeds $p < 0.05$"
-            )
-        else:
-            parts.append(
-                f"(+)/(−): better/worse mean than {against} (the paper's red/blue); "
-                "†: Welch's t-test across seeds p < 0.05 (p-values in the CSV)"
-            )
+    if table.few_seeds:
+        parts.append((r"$^\ddagger$" if latex else _FEW_SEEDS) + f": fewer than {MIN_SEEDS} finished seeds")
     if table.sources:
         names = ", ".join(table.sources)
         authors = r"Lee \& Kim" if latex else "Lee & Kim"
@@ -835,6 +974,58 @@ def _legend(table: ReportTable, *, latex: bool) -> str:
         )
     parts.append(f"{MISSING if not latex else '--'}: not available")
     return "; ".join(parts) + "."
+
+
+def pct(latex: bool) -> str:
+    return r"\,\%" if latex else " %"
+
+
+def _baseline_phrase(table: ReportTable) -> str:
+    """What every compared row is compared with: one arm, or "the row of (a) with the same losses"."""
+    if table.baseline_arm is not None:
+        return f"arm {table.baseline_arm}"
+    key_label = dict((c.key, c.label) for c in table.columns).get(
+        table.baseline_key, COLUMN_LABELS.get(table.baseline_key, (table.baseline_key, ""))[0]
+    )
+    return f"the row of {table.baseline_part} with the same {key_label.lower()}"
+
+
+def difference_legend(table: ReportTable, *, latex: bool = False) -> str:
+    """How the differences were estimated: the test(s), the confidence level and n."""
+    tests = sorted({c.test for _, r in table.compared_rows() for c in r.cells.values() if c.test is not None})
+    ns = sorted({c.n_paired for _, r in table.compared_rows() for c in r.cells.values() if c.test is not None})
+    n_text = ", ".join(str(n) for n in ns) or "0"
+    described = {
+        PAIRED_T: "mean of the per-seed differences over the n seeds both arms ran, with its paired Student t "
+        "interval (n − 1 degrees of freedom)",
+        PAIRED_BOOTSTRAP: f"mean of the per-seed differences over the n seeds both arms ran, with a BCa bootstrap "
+        f"interval ({BOOTSTRAP_RESAMPLES} resamples)",
+        WELCH_T: "difference of the means of arms that share fewer than 2 seeds, with Welch's t interval (n: the "
+        "smaller arm)",
+    }
+    text = (
+        f"Difference = arm − baseline ({_baseline_phrase(table)}); δ in percentage points; 95{pct(latex)} "
+        f"interval in brackets. Test: "
+        + ("; ".join(f"{t}: {described[t]}" for t in tests) if tests else "none (fewer than 2 seeds per arm)")
+        + f"; n = {n_text}. p-values are in the CSV."
+    )
+    return _latex_escape(text).replace(r"$-$", "$-$") if latex else text
+
+
+def _difference_table(table: ReportTable) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the differences block: arm, baseline arm, n paired, one column per metric."""
+    metric_cols = [c for c in table.columns if c.kind == "metric"]
+    header = ["Arm", "Baseline", "n", *(c.label for c in metric_cols)]
+    rows: list[list[str]] = []
+    for _section, row in table.compared_rows():
+        cells = [row.cells[c.key] for c in metric_cols]
+        n = max((c.n_paired for c in cells if c.compared), default=0)
+        texts = [
+            difference_text(c.key, cell) + (f" {_MARKERS[cell.outcome]}" if cell.outcome in _MARKERS else "")
+            for c, cell in zip(metric_cols, cells, strict=True)
+        ]
+        rows.append([row.arm, str(row.baseline_arm), str(n), *texts])
+    return header, rows
 
 
 def render_markdown(table: ReportTable) -> str:
@@ -853,6 +1044,12 @@ def render_markdown(table: ReportTable) -> str:
             lines += _pipe_table(header, [_md_row(table, r) for r in section.rows], right)
         lines.append("")
     lines.append(_legend(table, latex=False))
+    header, diff_rows = _difference_table(table)
+    if diff_rows:
+        lines += ["", "**Differences against the baseline**", ""]
+        escaped = [[_md_escape(c) if i < 2 else c for i, c in enumerate(r)] for r in diff_rows]
+        lines += _pipe_table(header, escaped, [i >= 2 for i in range(len(header))])
+        lines += ["", difference_legend(table)]
     return "\n".join(lines) + "\n"
 
 
@@ -956,8 +1153,6 @@ def _tex_cell(metric: str, cell: Cell, row: Row) -> str:
         text = rf"\textit{{{text}}}"
     if cell.outcome in _LATEX_COLOURS:
         text = rf"\textcolor{{{_LATEX_COLOURS[cell.outcome]}}}{{{text}}}"
-        if row.source is None and cell.significant:
-            text += r"$^\dagger$"
     return text
 
 
@@ -965,9 +1160,8 @@ def _tex_row(table: ReportTable, row: Row) -> str:
     out: list[str] = []
     for col in table.columns:
         if col.kind == "arm":
-            out.append(
-                _latex_escape(row.arm) if row.source is None else rf"\quad\textit{{{_latex_escape(row.source)}}}"
-            )
+            label = _latex_escape(row.arm) + (r"$^\ddagger$" if row.few_seeds else "")
+            out.append(label if row.source is None else rf"\quad\textit{{{_latex_escape(row.source)}}}")
         elif col.kind == "descriptor":
             out.append(_latex_descriptor(col.key, row.descriptors.get(col.key)) if row.source is None else "")
         elif col.kind == "n":
@@ -1004,7 +1198,22 @@ def render_latex(table: ReportTable) -> str:
             title += r" --- \textit{no finished runs yet}"
         lines.append(rf"\multicolumn{{{width}}}{{l}}{{{title}}} \\")
         lines += [_tex_row(table, r) for r in section.rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    header, diff_rows = _difference_table(table)
+    if diff_rows:
+        metric_latex = [c.latex for c in table.columns if c.kind == "metric"]
+        lines += [
+            r"\par\medskip",
+            rf"\begin{{tabular}}{{ll{'r' * (len(header) - 2)}}}",
+            r"\toprule",
+            " & ".join(["Arm", "Baseline", "$n$", *metric_latex]) + r" \\",
+            r"\midrule",
+            *(" & ".join(_latex_escape(c) for c in r) + r" \\" for r in diff_rows),
+            r"\bottomrule",
+            r"\end{tabular}",
+            rf"\par\footnotesize {difference_legend(table, latex=True)}",
+        ]
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
@@ -1017,7 +1226,8 @@ def table_frame(table: ReportTable) -> pd.DataFrame:
     (δ as fractions), the flags, the baseline comparison and one column per reference source (e.g. ``paper``) with
     its value and ``<source>_outcome``."""
     reserved = ["table", "group", "group_title", "arm", "metric", "n", "mean", "std", "sem", "ci95", "best"]
-    reserved += ["baseline_arm", "diff", "outcome", "p_value", "split", "protocol", *table.descriptor_columns]
+    reserved += ["baseline_arm", "diff", "diff_low", "diff_high", "n_paired", "test", "outcome", "p_value"]
+    reserved += ["split", "protocol", *table.descriptor_columns]
     for source in table.sources:
         if source in reserved or f"{source}_outcome" in reserved:
             raise ReportError(f"reference source {source!r} clashes with a CSV column name; rename the source")
@@ -1049,6 +1259,10 @@ def table_frame(table: ReportTable) -> pd.DataFrame:
                     "best": cell.best,
                     "baseline_arm": row.baseline_arm,
                     "diff": cell.diff,
+                    "diff_low": cell.diff_low,
+                    "diff_high": cell.diff_high,
+                    "n_paired": cell.n_paired if cell.compared else None,
+                    "test": cell.test,
                     "outcome": cell.outcome,
                     "p_value": cell.p_value,
                 }
@@ -1058,7 +1272,8 @@ def table_frame(table: ReportTable) -> pd.DataFrame:
                     rec[f"{source}_outcome"] = None if ref is None else ref.cells[metric].outcome
                 records.append(rec)
     columns = ["table", "group", "group_title", "arm", *table.descriptor_columns, "split", "protocol", "metric"]
-    columns += ["n", "mean", "std", "sem", "ci95", "best", "baseline_arm", "diff", "outcome", "p_value"]
+    columns += ["n", "mean", "std", "sem", "ci95", "best", "baseline_arm", "diff", "diff_low", "diff_high"]
+    columns += ["n_paired", "test", "outcome", "p_value"]
     for source in table.sources:
         columns += [source, f"{source}_outcome"]
     return pd.DataFrame.from_records(records, columns=columns)
@@ -1090,10 +1305,14 @@ __all__ = [
     "COMPARISON_COLUMNS",
     "METRICS_FRAME_COLUMNS",
     "MISSING",
+    "PAIRED_BOOTSTRAP",
+    "PAIRED_T",
     "REFERENCE_COLUMNS",
     "SUMMARY_COLUMNS",
+    "WELCH_T",
     "Cell",
     "Column",
+    "Difference",
     "ReportError",
     "ReportTable",
     "Row",
@@ -1101,12 +1320,15 @@ __all__ = [
     "TableLayout",
     "build_table",
     "compare",
+    "difference_legend",
+    "difference_text",
+    "format_difference",
     "format_value",
+    "paired_difference",
     "render_csv",
     "render_latex",
     "render_markdown",
     "seed_statistics",
     "summarize",
     "table_frame",
-    "welch_p_value",
 ]

@@ -143,6 +143,7 @@ TABLE_KEYS: tuple[str, ...] = (
     "split",
     "baseline",
     "baseline_match",
+    "baseline_arm",
     "ratio_to",
     "references",
 )
@@ -270,8 +271,10 @@ class Table:
     """A table layout: which groups, which metrics or timings, which descriptive columns.
 
     ``baseline`` names a group whose arms are paired with this table's arms by ``baseline_match`` keys (Table
-    5(b) against 5(a), same losses) for better/worse marks; ``ratio_to`` names an arm whose timings divide every
-    row's (Table 7).
+    5(b) against 5(a), same losses) for better/worse marks; ``baseline_arm`` instead names one arm of the table
+    that every other arm is compared with. ``pairs`` holds the resolved comparisons, ``((group, arm, baseline
+    group, baseline arm), ...)``, computed once at load on every ``baseline_match`` key; reports use them as they
+    are. ``ratio_to`` names an arm whose timings divide every row's (Table 7).
     """
 
     name: str
@@ -285,6 +288,8 @@ class Table:
     baseline_match: tuple[str, ...] = ("losses",)
     ratio_to: str | None = None
     references: bool = True
+    baseline_arm: str | None = None
+    pairs: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1109,6 +1114,9 @@ def _load_table(ctx: _Ctx, traw: Mapping[str, Any], path: str, groups: Sequence[
         match_keys = ctx.strings(traw["baseline_match"], f"{path}.baseline_match", SETTING_KEYS)
         if not match_keys:
             raise ctx.error(f"{path}.baseline_match", "needs at least one key")
+    pairs: list[tuple[str, str, str, str]] = []
+    if "baseline" in traw and "baseline_arm" in traw:
+        raise ctx.error(f"{path}.baseline_arm", "give baseline (a group, matched per arm) or baseline_arm, not both")
     if "baseline" in traw:
         base = _find_group(ctx, groups, traw["baseline"], f"{path}.baseline")
         baseline = base.name
@@ -1122,22 +1130,22 @@ def _load_table(ctx: _Ctx, traw: Mapping[str, Any], path: str, groups: Sequence[
                     f"{base.name!r} on {list(match_keys)} ({', '.join(repr(h.label) for h in hits)}); "
                     "add keys to baseline_match",
                 )
+            if hits:
+                pairs.append((arm.group, arm.label, base.name, hits[0].label))
     elif "baseline_match" in traw:
         raise ctx.error(f"{path}.baseline_match", 'baseline_match needs baseline = "<group>"')
+    baseline_arm: str | None = None
+    if "baseline_arm" in traw:
+        if timings:
+            raise ctx.error(f"{path}.baseline_arm", "baseline_arm compares metrics; a timing table uses ratio_to")
+        chosen = _table_arm(ctx, traw["baseline_arm"], f"{path}.baseline_arm", members)
+        baseline, baseline_arm = chosen.group, chosen.label
+        pairs += [(a.group, a.label, chosen.group, chosen.label) for g in members for a in g.arms if a is not chosen]
     ratio_to: str | None = None
     if "ratio_to" in traw:
-        label = ctx.string(traw["ratio_to"], f"{path}.ratio_to")
-        hits = [a for g in members for a in g.arms if a.label == label]
-        if len(hits) != 1:
-            labels = [a.label for g in members for a in g.arms]
-            raise ctx.error(
-                f"{path}.ratio_to",
-                f"must name exactly one arm of the table's groups, got {label!r} ({len(hits)} found); "
-                f"arms: {', '.join(labels)}",
-            )
+        ratio_to = _table_arm(ctx, traw["ratio_to"], f"{path}.ratio_to", members).label
         if not timings:
             raise ctx.error(f"{path}.ratio_to", "ratio_to divides timings; the table lists none")
-        ratio_to = label
     return Table(
         name=name,
         title=ctx.string(traw.get("title", name), f"{path}.title"),
@@ -1150,7 +1158,23 @@ def _load_table(ctx: _Ctx, traw: Mapping[str, Any], path: str, groups: Sequence[
         baseline_match=match_keys,
         ratio_to=ratio_to,
         references=ctx.boolean(traw.get("references", True), f"{path}.references"),
+        baseline_arm=baseline_arm,
+        pairs=tuple(pairs),
     )
+
+
+def _table_arm(ctx: _Ctx, raw: object, path: str, members: Sequence[Group]) -> Arm:
+    """The one arm of the table's groups labelled ``raw`` (full-string match), else an error listing the arms."""
+    label = ctx.string(raw, path)
+    hits = [a for g in members for a in g.arms if a.label == label]
+    if len(hits) != 1:
+        labels = [a.label for g in members for a in g.arms]
+        raise ctx.error(
+            path,
+            f"must name exactly one arm of the table's groups, got {label!r} ({len(hits)} found); "
+            f"arms: {', '.join(labels)}",
+        )
+    return hits[0]
 
 
 def _load_distribution(ctx: _Ctx, draw: Mapping[str, Any], path: str) -> Distribution:

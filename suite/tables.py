@@ -67,6 +67,8 @@ def layout_for(spec: Spec, table: Table) -> TableLayout:
         baseline=table.baseline,
         baseline_key=table.baseline_match[0] if table.baseline_match else "losses",
         group_titles={g.name: g.title for g in spec.groups if g.title},
+        pairs={(g, a): (bg, ba) for g, a, bg, ba in table.pairs} if table.baseline else None,
+        baseline_arm=table.baseline_arm,
     )
 
 

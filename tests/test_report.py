@@ -22,7 +22,10 @@ from scipy import stats
 
 from suite.report import (
     COMPARISON_COLUMNS,
+    PAIRED_BOOTSTRAP,
+    PAIRED_T,
     SUMMARY_COLUMNS,
+    WELCH_T,
     Cell,
     ReportError,
     ReportTable,
@@ -30,12 +33,12 @@ from suite.report import (
     build_table,
     compare,
     format_value,
+    paired_difference,
     render_csv,
     render_latex,
     render_markdown,
     summarize,
     table_frame,
-    welch_p_value,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -287,20 +290,25 @@ def test_compare_matches_the_baseline_row_with_the_same_key() -> None:
     assert pairs == {("ld_lg_rb", "ld_lg"), ("all_rb", "all")}  # l0_rb has no L^0 arm in (a); no runs either
     assert len(cmp) == 2 * len(METRICS)
     out = {(r["arm"], r["metric"]): r for r in cmp.to_dict("records")}
-    # δ1 86.87 vs 86.17: higher is better → improved; RMSE 0.438 vs 0.448: lower → improved
-    assert out[("ld_lg_rb", "delta1")]["outcome"] == "improved"
+    # δ1: per-seed differences +0.5, +0.5, +1.1 points: a better mean, but the 95 % paired interval
+    # (−0.16, +1.56) includes 0, so no mark
+    assert out[("ld_lg_rb", "delta1")]["diff"] == pytest.approx(0.007)
+    assert out[("ld_lg_rb", "delta1")]["diff_low"] < 0 < out[("ld_lg_rb", "delta1")]["diff_high"]
+    assert pd.isna(out[("ld_lg_rb", "delta1")]["outcome"])
+    # RMSE: −0.011, −0.011, −0.008 on every seed: the interval lies below 0 → improved
     assert out[("ld_lg_rb", "rmse")]["outcome"] == "improved"
     assert out[("ld_lg_rb", "rmse")]["diff"] == pytest.approx(
         np.mean([0.438, 0.441, 0.436]) - np.mean([0.449, 0.452, 0.444])
     )
-    # ARD 0.1207 vs 0.1190: lower is better → degraded
+    assert out[("ld_lg_rb", "rmse")]["n_paired"] == 3 and out[("ld_lg_rb", "rmse")]["test"] == PAIRED_T
+    # ARD +0.002, +0.001, +0.002: lower is better, the interval lies above 0 → degraded
     assert out[("ld_lg_rb", "abs_rel")]["outcome"] == "degraded"
-    # ARD of L: 0.1210 vs 0.1223 → improved
-    assert out[("all_rb", "abs_rel")]["outcome"] == "improved"
+    # ARD of L: 0.000, +0.001, −0.005: a better mean (0.1210 vs 0.1223) that the seeds do not support → no mark
+    assert out[("all_rb", "abs_rel")]["diff"] < 0 and pd.isna(out[("all_rb", "abs_rel")]["outcome"])
 
 
 def test_compare_calls_equal_displayed_means_a_tie() -> None:
-    measured = {("a", "x"): {"rmse": (0.4001, 0.4002)}, ("b", "y"): {"rmse": (0.4003, 0.4000)}}
+    measured = {("a", "x"): {"rmse": (0.4001, 0.4002)}, ("b", "y"): {"rmse": (0.4002, 0.4003)}}
     descriptors = pd.DataFrame([("a", "x", "L"), ("b", "y", "L")], columns=["group", "arm", "losses"])
     layout = TableLayout(name="t", title="T", groups=("a", "b"), metrics=("rmse",), baseline="a")
     cmp = compare(summarize(metrics_frame(measured)), layout, descriptors)
@@ -309,27 +317,108 @@ def test_compare_calls_equal_displayed_means_a_tie() -> None:
     assert "(+)" not in render_markdown(table).split("**(b)")[1].split("\n\n")[1]
 
 
-def test_welch_p_value_matches_scipy_on_the_raw_seeds() -> None:
-    summary = summarize(metrics_frame())
-    cmp = compare(summary, LAYOUT, DESCRIPTORS)
+def test_paired_intervals_and_p_values_match_scipy_on_the_raw_seeds() -> None:
+    cmp = compare(summarize(metrics_frame()), LAYOUT, DESCRIPTORS)
     for rec in cmp.to_dict("records"):
         a = MEASURED[("rebalancing", rec["arm"])][rec["metric"]]
         b = MEASURED[("combination", rec["baseline_arm"])][rec["metric"]]
-        expected = stats.ttest_ind(a, b, equal_var=False).pvalue
-        assert rec["p_value"] == pytest.approx(expected, rel=1e-9)
+        expected = stats.ttest_rel(a, b)
+        ci = expected.confidence_interval(confidence_level=0.95)
+        assert rec["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert (rec["diff_low"], rec["diff_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+        assert pd.isna(rec["outcome"]) or (ci.low > 0 or ci.high < 0)
 
 
-def test_welch_p_value_needs_two_seeds_and_some_spread() -> None:
-    assert math.isnan(welch_p_value(1.0, math.nan, 1, 2.0, 0.1, 3))
-    assert math.isnan(welch_p_value(1.0, 0.0, 3, 2.0, 0.0, 3))
-    assert 0.0 < welch_p_value(1.0, 0.1, 3, 1.2, 0.1, 3) < 0.2
+# Hand-made per-seed results: arm b is arm a plus a small, consistent gain; the seeds' own spread is larger.
+_A = {0: 0.71, 1: 0.64, 2: 0.78, 3: 0.69, 4: 0.75, 5: 0.62, 6: 0.73, 7: 0.80, 8: 0.66, 9: 0.70, 10: 0.77, 11: 0.68}
+_GAIN = {0: 0.021, 1: 0.018, 2: 0.025, 3: 0.012, 4: 0.030, 5: 0.016, 6: 0.022, 7: 0.019, 8: 0.027, 9: 0.014,
+         10: 0.024, 11: 0.020}  # fmt: skip
+_B = {s: v + _GAIN[s] for s, v in _A.items()}
+
+
+def test_pairing_finds_a_consistent_gain_that_an_unpaired_test_misses() -> None:
+    seeds = [0, 1, 2]
+    b, a = {s: _B[s] for s in seeds}, {s: _A[s] for s in seeds}
+    paired = paired_difference(b, a)
+    assert paired.test == PAIRED_T and paired.n == 3
+    assert paired.excludes_zero and paired.low > 0
+    welch = stats.ttest_ind([b[s] for s in seeds], [a[s] for s in seeds], equal_var=False)
+    assert welch.confidence_interval().low < 0 < welch.confidence_interval().high  # unpaired: lost in the spread
+
+
+def test_bootstrap_interval_from_ten_paired_seeds_matches_scipy() -> None:
+    diff = paired_difference(_B, _A)
+    assert diff.test == PAIRED_BOOTSTRAP and diff.n == 12
+    d = np.array([_B[s] - _A[s] for s in sorted(_A)])
+    expected = stats.bootstrap(
+        (d,), np.mean, confidence_level=0.95, n_resamples=10_000, method="BCa", rng=np.random.default_rng(0)
+    ).confidence_interval
+    assert (diff.low, diff.high) == pytest.approx((expected.low, expected.high), rel=1e-12)
+    assert diff.mean == pytest.approx(d.mean()) and diff.p_value == pytest.approx(stats.ttest_rel(d, 0 * d).pvalue)
+    assert diff.low < d.mean() < diff.high and diff.excludes_zero
+
+
+def test_arms_without_shared_seeds_fall_back_to_welch() -> None:
+    a = {0: 0.70, 1: 0.72, 2: 0.69}
+    b = {3: 0.75, 4: 0.79, 5: 0.77}
+    diff = paired_difference(b, a)
+    expected = stats.ttest_ind(list(b.values()), list(a.values()), equal_var=False)
+    ci = expected.confidence_interval(confidence_level=0.95)
+    assert diff.test == WELCH_T and diff.n == 3
+    assert (diff.low, diff.high, diff.p_value) == pytest.approx((ci.low, ci.high, expected.pvalue), rel=1e-9)
+
+
+def test_too_few_seeds_give_no_interval_and_identical_differences_a_point() -> None:
+    assert paired_difference({0: 0.5}, {0: 0.4}).test is None
+    assert math.isnan(paired_difference({0: 0.5, 1: 0.6}, {0: 0.4}).low)
+    same = paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.5})
+    assert (same.low, same.mean, same.high) == pytest.approx((0.1, 0.1, 0.1)) and same.excludes_zero
+
+
+def test_one_baseline_arm_for_the_whole_table() -> None:
+    measured = {
+        ("g", "base"): {"delta1": (0.60, 0.55, 0.65)},
+        ("g", "better"): {"delta1": (0.70, 0.66, 0.74)},
+        ("g", "same"): {"delta1": (0.61, 0.53, 0.66)},
+    }
+    layout = TableLayout(
+        name="t",
+        title="T",
+        groups=("g",),
+        metrics=("delta1",),
+        baseline="g",
+        pairs={("g", "better"): ("g", "base"), ("g", "same"): ("g", "base")},
+        baseline_arm="base",
+    )
+    table = build_table(summarize(metrics_frame(measured)), layout)
+    assert cell_of(table, "g", "better", "delta1").outcome == "improved"
+    assert cell_of(table, "g", "same", "delta1").outcome is None
+    assert cell_of(table, "g", "base", "delta1").test is None
+    md = render_markdown(table)
+    block = md.split("**Differences against the baseline**")[1]
+    # per-seed differences +10, +11, +9 points: 10 ± t(0.975, 2) · 1 / √3 = 10 ± 2.5
+    assert "| better | base     |   3 | +10.0 [+7.5, +12.5] (+) |" in block
+    # +1, −2, +1 points: 0 ± 4.3, no mark
+    assert "| same   | base     |   3 |       +0.0 [−4.3, +4.3] |" in block
+    assert "arm base" in block and "paired Student t" in block and "n = 3" in block
+
+
+def test_arms_with_fewer_than_three_seeds_are_flagged() -> None:
+    measured = {("g", "x"): {"rmse": (0.4, 0.5, 0.6)}, ("g", "y"): {"rmse": (0.3, 0.35)}}
+    layout = TableLayout(name="t", title="T", groups=("g",), metrics=("rmse",))
+    table = build_table(summarize(metrics_frame(measured)), layout)
+    md = render_markdown(table)
+    assert "| y ‡ " in md and "| x " in md and "| x ‡" not in md
+    assert "‡: fewer than 3 finished seeds" in md
+    assert r"y$^\ddagger$" in render_latex(table)
 
 
 def test_flags_reach_the_table_and_the_paper_keeps_its_own_colours() -> None:
     table = golden_table()
-    assert cell_of(table, "rebalancing", "ld_lg_rb", "delta1").outcome == "improved"
     assert cell_of(table, "rebalancing", "ld_lg_rb", "abs_rel").outcome == "degraded"
     assert cell_of(table, "combination", "ld_lg", "delta1").outcome is None  # baseline rows are not coloured
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "rmse").outcome == "improved"
+    assert cell_of(table, "rebalancing", "ld_lg_rb", "delta1").outcome is None  # better mean, interval spans 0
     # paper: L_D ∪ L_G δ1 86.9 vs 86.5 improved; ARD 0.118 vs 0.117 degraded; L RMSE log 0.150 vs 0.153 improved
     assert cell_of(table, "rebalancing", "ld_lg_rb", "delta1", "paper").outcome == "improved"
     assert cell_of(table, "rebalancing", "ld_lg_rb", "abs_rel", "paper").outcome == "degraded"
@@ -428,7 +517,9 @@ def test_latex_is_booktabs_with_the_packages_named() -> None:
     # loss sets in the paper's notation, schedules in math mode, other text escaped
     assert r"ld\_lg & $\mathcal{L}_{D} \cup \mathcal{L}_{G}$ & 36 & -- & -- & 0 & 3 &" in tex
     assert r"$\{ \ell_{D}^{0} \}$" in tex and r"$3 \rightarrow -3$" in tex
-    assert tex.count("&") == tex.count(r"\\") * 10 - tex.count(r"\multicolumn") * 10 + tex.count(r"\&")
+    main, differences = tex.split(r"\par\medskip")
+    assert main.count("&") == main.count(r"\\") * 10 - main.count(r"\multicolumn") * 10 + main.count(r"\&")
+    assert differences.count("&") == differences.count(r"\\") * 6  # arm, baseline, n and 4 metrics
 
 
 def test_csv_has_mean_std_n_and_paper_columns() -> None:

@@ -6,11 +6,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, ExpressionError, MLRDError, ScheduleError
 from mlrd_core.metrics import METRIC_NAMES
+from suite.plan import plan
 from suite.spec import (
     ARM_KEYS,
     DEFAULT_SEEDS,
@@ -21,6 +23,7 @@ from suite.spec import (
     load_spec,
     loads_spec,
 )
+from suite.tables import layout_for, metric_table_model
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
@@ -635,6 +638,50 @@ def test_ambiguous_baseline(tmp_path: Path) -> None:
         'baseline_match = ["losses", "batch_size"]\n',
     )
     assert spec.tables[0].baseline_match == ("losses", "batch_size")
+    # the pairs are resolved once, on both keys: h's arm (default batch size) against g's arm with the same batch size
+    arms = [a.label for a in spec.groups[0].arms]
+    assert spec.tables[0].pairs == (("h", "L_D", "g", arms[0]),)
+    # ... and the report uses them: rendering does not fail on the two baseline arms that share the losses
+    runs = plan(spec)
+    metrics = pd.DataFrame(
+        [
+            {"run_id": r.run_id, "group": r.group, "arm": r.arm, "seed": r.seed, "split": "test", "epoch": 0,
+             "protocol": "synthetic", "metric": "rmse", "value": 0.5 + 0.01 * r.seed + (0.1 if r.group == "h" else 0)}
+            for r in runs
+        ]
+    )  # fmt: skip
+    model = metric_table_model(spec, spec.tables[0], runs, metrics)
+    (row,) = [r for s in model.sections for r in s.rows]
+    assert row.baseline_arm == arms[0] and row.cells["rmse"].diff == pytest.approx(0.1)
+
+
+def test_one_baseline_arm_for_a_table(tmp_path: Path) -> None:
+    text = MINIMAL + '[[groups.arms]]\nlosses = "L_D | L_G"\n[[groups.arms]]\nlosses = "L"\n'
+    spec = load_text(tmp_path, text + '[[tables]]\nname = "x"\nmetrics = ["rmse"]\nbaseline_arm = "L_D"\n')
+    table = spec.tables[0]
+    assert (table.baseline, table.baseline_arm) == ("g", "L_D")
+    assert table.pairs == (("g", "L_D | L_G", "g", "L_D"), ("g", "L", "g", "L_D"))
+    assert layout_for(spec, table).pairs == {("g", "L_D | L_G"): ("g", "L_D"), ("g", "L"): ("g", "L_D")}
+
+
+@pytest.mark.parametrize(
+    ("snippet", "pattern"),
+    [
+        (
+            'baseline_arm = "L_G"',
+            r"tables\[0\]\.baseline_arm: must name exactly one arm of the table's groups, got 'L_G'",
+        ),
+        ('baseline_arm = "L_D "', r"tables\[0\]\.baseline_arm: must name exactly one arm"),
+        (
+            'baseline_arm = "L_D"\nbaseline = "g"',
+            r"baseline_arm: give baseline .* or baseline_arm, not both",
+        ),
+        ("baseline_arm = 3", r"tables\[0\]\.baseline_arm"),
+    ],
+)
+def test_bad_baseline_arm(tmp_path: Path, snippet: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_text(tmp_path, MINIMAL + f'[[tables]]\nname = "x"\nmetrics = ["rmse"]\n{snippet}\n')
 
 
 # ------------------------------------------------------------------------------------------------ search
