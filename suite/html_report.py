@@ -89,7 +89,6 @@ code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "
 pre { background: var(--head); border: 1px solid var(--line); padding: 0.75rem; overflow-x: auto;
       white-space: pre; }
 .meta { color: var(--muted); margin: 0.25rem 0; }
-.description { white-space: pre-line; }
 nav ul { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; padding: 0; margin: 0.75rem 0; list-style: none; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; max-width: 100%; margin: 0.5rem 0;
           border: 1px solid var(--line); border-radius: 4px; }
@@ -97,6 +96,9 @@ table { border-collapse: collapse; font-size: 0.9rem; min-width: 100%; }
 th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--head); text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.report-table td, #run-matrix td, #search-trials td { white-space: nowrap; }
+#arm-configs td { min-width: 7rem; }
+#arm-configs td:nth-child(3) { min-width: 16rem; }
 tr.reference td { color: var(--muted); font-style: italic; }
 tr.reference td.num em { font-style: italic; }
 td.improved { color: var(--improved); }
@@ -739,6 +741,9 @@ def build_report(
         esc(_state_counts(runs, infos)),
         f"seeds {esc(', '.join(str(s) for s in spec.seeds))}",
     ]
+    overrides = re.search(r"\(with (--set .*)\)$", spec.source)
+    if overrides:
+        meta.append(f"overrides <code>{esc(overrides.group(1))}</code>")
     if shown_url:
         meta.append(f"database <code>{esc(shown_url)}</code>")
     meta.append(f"generated {esc(stamp)}")
@@ -746,7 +751,11 @@ def build_report(
     body = "\n".join(
         f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{content}\n</section>' for anchor, title, content in sections
     )
-    description = f'<p class="description">{esc(spec.description.strip())}</p>' if spec.description.strip() else ""
+    description = "".join(  # paragraphs at blank lines; the TOML's own line breaks are not the reader's
+        f'<p class="description">{esc(" ".join(part.split()))}</p>'
+        for part in re.split(r"\n\s*\n", spec.description.strip())
+        if part.strip()
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>

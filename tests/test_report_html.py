@@ -241,6 +241,7 @@ def test_report_command_without_a_store_writes_the_plan_page_only(
     assert not (results / "mlrd.db").exists()  # a read-only command creates no store
     page = page_path.read_text()
     assert "with --set epochs=3" in page and "<td class=mono>3</td>" in page  # the override is shown and applied
+    assert "overrides <code>--set epochs=3</code>" in page  # in the header too
 
 
 def test_search_section_reads_the_study_and_never_creates_optuna_tables(tmp_path: Path) -> None:
