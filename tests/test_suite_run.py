@@ -83,10 +83,17 @@ def test_malformed_spec_is_one_clear_error_and_writes_nothing(
 
 
 def test_failed_runs_are_recorded_with_their_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A configuration or data error found in the worker is the same on every attempt: it is not retried."""
     spec = write_spec(tmp_path, extra='dataset = "middlebury"\ntrain_split = "train"')
     results = tmp_path / "results"
-    assert main(["run", str(spec), "--results", str(results), "--max-attempts", "1"]) == 1
-    assert "failed" in capsys.readouterr().err
+    assert main(["run", str(spec), "--results", str(results), "--max-attempts", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "failed" in err and "retry" not in err
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    try:
+        assert [r.attempts for r in store.runs(spec="tiny")] == [1] * 4
+    finally:
+        store.close()
     assert main(["status", str(spec), "--results", str(results), "--failed"]) == 0
     out = capsys.readouterr().out
     assert "FAILED" in out and "DataError" in out and "does not take option(s) 'height'" in out
@@ -195,3 +202,27 @@ def test_ctrl_c_is_deferred_to_safe_points_in_the_coordinator() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_force_names_the_other_specs_that_share_its_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two specs with the same runs (same configs and seeds share run ids): ``--force`` on one says that the other's
+    results change too, and hands every run to the executor as fresh (old results stay until new ones arrive)."""
+    from suite.executor import ExecutionSummary, LocalExecutor
+
+    handed: list[set[str]] = []
+
+    def execute(self: LocalExecutor, runs: object, on_event: object = None, **options: object) -> ExecutionSummary:
+        handed.append(set(options.get("fresh") or ()))  # type: ignore[call-overload]
+        return ExecutionSummary()
+
+    monkeypatch.setattr(LocalExecutor, "execute", execute)
+    results = tmp_path / "results"
+    tiny, other = write_spec(tmp_path), write_spec(tmp_path, name="other")
+    assert main(["run", str(tiny), "--results", str(results)]) == 0
+    assert "--force" not in capsys.readouterr().err
+    assert main(["run", str(other), "--results", str(results), "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "--force reruns runs that spec(s) tiny also use" in err
+    assert handed[0] == set() and len(handed[1]) == 4
