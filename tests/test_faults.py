@@ -303,6 +303,31 @@ def test_labels_with_markup_print_as_text_and_names_match_in_full(
     assert "invalid spec name 'tiny\\n'" in capsys.readouterr().err
 
 
+def test_status_shows_the_current_plan_and_figures_only_done_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``status SPEC`` lists the runs the spec plans now (new ones too) and, apart, the store's history under its
+    name that it no longer plans; ``figures`` draws DONE runs only and names the others."""
+    import argparse
+
+    from suite.commands._common import load_plan
+
+    results = tmp_path / "results"
+    old = write_spec(tmp_path, seeds=(0, 1))
+    _, runs = load_plan(argparse.Namespace(spec=old, overrides=[]))
+    with open_store(f"sqlite:///{results / 'mlrd.db'}") as store:
+        store.add_planned(planned_rows([r for r in runs if r.seed == 1]))  # history: seed 1 ran before
+    write_spec(tmp_path, seeds=(0,))  # the spec now plans seed 0 only
+    assert main(["status", str(old), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    plan_part, history = out.split("history: no longer planned")
+    assert plan_part.count("│ new") == 2 and history.count("PLANNED") == 2
+
+    assert main(["figures", str(old), "--results", str(results)]) == 0
+    err = capsys.readouterr().err
+    assert "figures use DONE runs only; left out (not finished): a/D s0 (new), a/all s0 (new)" in err
+
+
 def test_passwords_are_masked_even_in_urls_that_do_not_parse() -> None:
     assert "secret" not in shown_url("postgresql+psycopg://bob:secret@db:5432/mlrd")
     assert (

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if active.row_count:
             console.print(active)
         if history:
-            old = Table(title="history: stored under this spec's name, no longer planned by it")
+            old = Table(title="history: no longer planned")
             for col in ("group", "arm", "seed", "run id", "state"):
                 old.add_column(col)
             for info in history:
