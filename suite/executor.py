@@ -397,7 +397,7 @@ def settle_running(
         folder = run_dir(info.run_id)
         if is_slurm_worker(info.worker):
             host, pid = _parse_pid(info.owner)
-            if host == socket.gethostname() and pid is not None and pid != os.getpid() and pid_alive(pid):
+            if host == socket.gethostname() and pid is not None and pid_alive(pid):
                 continue  # its coordinator still watches the job
             payload, _ = take_result(folder, run_id=info.run_id, config=info.config, seed=info.seed, attempt=info.token)
             if payload is not None and store.ingest_result(info.run_id, payload):
@@ -530,14 +530,9 @@ class LocalExecutor:
         for run_id, run in list(waiting.items()):
             info = self.store.get_run(run_id)
             state = RunState(info.state)
-            if state is RunState.RUNNING:
-                why = abandoned(info, self.run_dir(run_id), stale_after_s=self.stale_after_s)
-                if why is None:
-                    continue
-                if settle_abandoned(self.store, info, self.run_dir(run_id), why):
-                    state = RunState.DONE
-                else:
-                    state = RunState(self.store.get_run(run_id).state)
+            if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
+                settle_running(self.store, [info], self.run_dir, stale_after_s=self.stale_after_s)
+                state = RunState(self.store.get_run(run_id).state)
             if state is RunState.RUNNING:
                 continue
             del waiting[run_id]
