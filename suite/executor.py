@@ -4,6 +4,15 @@ The coordinator (this module, in the ``python -m suite run`` process) is the onl
 (:mod:`suite.worker`) get a run folder, write heartbeats and an atomic ``result.json`` there, and exit. The
 coordinator ingests each result in one transaction, so a run is DONE exactly once with all its rows, or not DONE.
 
+One writer per run: several coordinators may share a store (two terminals, a run beside a search). Each attempt
+first claims its run in the store (:meth:`suite.store.Store.claim`, one compare-and-set recording this
+coordinator, :func:`new_owner`, and a token for the attempt) and only then touches the run's folder; every later
+write names the token, and the worker's heartbeats renew the claim's lease. A run another live coordinator holds is
+waited for, never started; a holder that is gone (dead pid here, or a lease older than ``stale_after_s``) is
+settled under its old claim (:func:`settle_running`). A result is ingested only after
+:func:`mlrd_core.result.validate_result` accepted it for this run, config, seed and attempt; a bad one is moved
+aside (:func:`take_result`) and fails the attempt.
+
 Local execution uses one subprocess per run: one per visible GPU (pinned through ``CUDA_VISIBLE_DEVICES``) or
 ``--jobs N`` CPU slots. Workers are tied to the coordinator's life (Linux ``PR_SET_PDEATHSIG``, set by the worker
 itself first thing: :func:`suite.worker.tie_to_coordinator`), so killing the coordinator, even with SIGKILL, leaves no

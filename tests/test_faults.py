@@ -226,6 +226,41 @@ def test_a_second_executor_waits_for_a_run_another_holds_and_counts_it_when_done
         store.close()
 
 
+def test_a_coordinator_whose_lease_was_taken_over_stops_its_worker_and_writes_nothing(tmp_path: Path) -> None:
+    """Coordinator A's lease went stale (say its host hung) and B took the run over. A's next heartbeat finds its
+    claim gone: A stops its worker, leaves the run to B (it waits for it), and writes nothing to the store."""
+    from datetime import UTC, datetime, timedelta
+
+    from suite.executor import ExecutionSummary, _Active
+
+    run = tiny_runs([0], spec="faults")[0]
+    folder = tmp_path / "runs" / run.run_id[:16]
+    folder.mkdir(parents=True)
+    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.add_planned(planned_rows([run]))
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[Slot("cpu0", env=ONE_THREAD, threads=1)])
+        store.claim(run.run_id, owner=executor.owner, token="tok-A", worker="a", stale_after_s=120)
+        store.heartbeat(run.run_id, at=datetime.now(UTC) - timedelta(seconds=300), token="tok-A")
+        assert store.claim(run.run_id, owner="hostB:1:b", token="tok-B", worker="b", stale_after_s=120) is not None
+        write(folder / HEARTBEAT_FILE, json.dumps({"pid": worker.pid, "time": time.time()}))
+        log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed by the executor
+        act = _Active(run=run, slot=executor.slots[0], proc=worker, run_dir=folder, log=log, started=time.time(),
+                      token="tok-A")  # fmt: skip
+        active, waiting, events = {run.run_id: act}, {}, []  # type: ignore[var-annotated]
+        executor.on_event = lambda kind, info: events.append(kind)
+        executor._poll(active, [], {run.run_id: 1}, ExecutionSummary(), waiting)
+        assert active == {} and list(waiting) == [run.run_id] and events == ["claim_lost"]
+        assert worker.poll() is not None  # stopped
+        info = info_of(store, run.run_id)
+        assert info.state == RunState.RUNNING and info.owner == "hostB:1:b" and info.token == "tok-B"
+    finally:
+        worker.kill()
+        worker.wait()
+        store.close()
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
