@@ -813,7 +813,7 @@ def test_a_claim_is_won_once_and_guards_every_write(store: Store) -> None:
         lambda: store.mark_lost("r1", "x", token="tok-B"),
         lambda: store.ingest_result("r1", make_result(), token="tok-B"),
     ):
-        with pytest.raises(ClaimLostError, match="claim on it is gone .held by A"):
+        with pytest.raises(ClaimLostError, match=r"claim on it is gone \(held by A"):
             write()
     assert row_counts(store)["metrics"] == 0
     store.heartbeat("r1", token="tok-A", worker="host:77:slot")
@@ -893,7 +893,7 @@ def test_schema_1_is_migrated_to_claims_keeping_the_runs(tmp_path: Path) -> None
 
 def test_read_only_open_creates_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent" / "dir" / "x.db"
-    with pytest.raises(StoreError, match="no results store at .*x.db"):
+    with pytest.raises(StoreError, match=r"no results store at .*x\.db"):
         open_store(f"sqlite:///{missing}", create=False)
     assert not (tmp_path / "nonexistent").exists()
     empty = tmp_path / "empty.db"
