@@ -363,6 +363,27 @@ def test_status_shows_the_current_plan_and_figures_only_done_runs(
     assert "figures use DONE runs only; left out (not finished): a/D s0 (new), a/all s0 (new)" in err
 
 
+def test_live_progress_prints_markup_in_labels_and_errors_as_text() -> None:
+    """On a terminal the run's progress lines go through rich: a label or an error with ``[/oops]`` in it must
+    show as written, not crash the coordinator (which would leave its runs RUNNING)."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from suite.progress import SuiteProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    run = SimpleNamespace(run_id="r" * 16, group="g [/oops]", arm="sweep [schedule=-3]", seed=0)
+    with SuiteProgress(1, console=console) as progress:
+        progress.event("start", {"run": run, "slot": "cpu0"})
+        progress.event("waiting", {"run": run, "owner": "host:1:[bold]"})
+        progress.event("failed", {"run": run, "error": "ValueError: bad [/oops] value"})
+    text = buffer.getvalue()
+    assert "g [/oops]/sweep [schedule=-3] s0" in text and "bad [/oops] value" in text and "host:1:[bold]" in text
+
+
 def test_passwords_are_masked_even_in_urls_that_do_not_parse() -> None:
     assert "secret" not in shown_url("postgresql+psycopg://bob:secret@db:5432/mlrd")
     assert (
