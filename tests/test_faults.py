@@ -352,11 +352,18 @@ def test_status_shows_the_current_plan_and_figures_only_done_runs(
     _, runs = load_plan(argparse.Namespace(spec=old, overrides=[]))
     with open_store(f"sqlite:///{results / 'mlrd.db'}") as store:
         store.add_planned(planned_rows([r for r in runs if r.seed == 1]))  # history: seed 1 ran before
+        trial = {"run_id": "searchtrial0", "spec": "tiny", "group": "search", "arm": "3 -> -3 @ 2", "seed": 0}
+        store.add_planned([{**trial, "config": {"x": 1}}])  # a trial run of the spec's search: current
     write_spec(tmp_path, seeds=(0,))  # the spec now plans seed 0 only
     assert main(["status", str(old), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     plan_part, history = out.split("history: no longer planned")
     assert plan_part.count("│ new") == 2 and history.count("PLANNED") == 2
+    assert "searchtrial0" in plan_part and "searchtrial0" not in history
+    from suite.commands.status import SEARCH_GROUP
+    from suite.search import SEARCH_GROUP as searched
+
+    assert searched == SEARCH_GROUP
 
     assert main(["figures", str(old), "--results", str(results)]) == 0
     err = capsys.readouterr().err

@@ -1,7 +1,8 @@
 """``python -m suite status [SPEC] [--failed]``: run states in the results store.
 
 Without a spec, every spec in the store is summarised. With a spec, the runs it plans now are shown (a run never
-stored is "new"), and runs stored under its name that it no longer plans are listed apart as history.
+stored is "new") and the trial runs of its search, and runs stored under its name that it no longer plans are
+listed apart as history.
 ``--failed`` prints the failure trace of every FAILED or LOST run. A RUNNING run of the SLURM executor shows its
 job id and the job's state from squeue (sacct for jobs squeue no longer lists, when accounting is on), or "state
 unknown" when SLURM cannot be asked from here. Labels are printed as text (rich markup in them is not applied).
@@ -28,6 +29,10 @@ from suite.commands._common import (
 from suite.commands._common import console as make_console
 from suite.plan import unique_runs
 from suite.slurm import describe_state, job_id_of, job_states
+
+#: The group under which ``search`` records its trial runs (``suite.search.SEARCH_GROUP``, not imported here: it
+#: pulls in optuna): part of the spec, though its plan does not list them.
+SEARCH_GROUP = "search"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     listed.append((spec_name, info))
             wanted = {r.run_id for r in planned}
-            history = [info for info in store.runs(spec=spec_name) if info.run_id not in wanted]
+            for info in store.runs(spec=spec_name):
+                if info.run_id in wanted:
+                    continue
+                if any(m.spec == spec_name and m.group == SEARCH_GROUP for m in info.memberships):
+                    listed.append((spec_name, info))  # a trial run of the spec's search: current, not history
+                else:
+                    history.append(info)
         else:
             listed = [(name, info) for name in specs for info in store.runs(spec=name)]
         summary = Table(title="runs by state" + (" (the spec's current plan)" if planned is not None else ""))
