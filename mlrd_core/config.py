@@ -18,6 +18,17 @@ from typing import Any
 from mlrd_core.errors import ConfigError
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+#: Learning-rate schedules: the paper's constant rate, or a cosine decay to 0 over the run's steps.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config: RunConfig, step: int, total_steps: int) -> float:
+    """The learning rate of training step ``step`` (0-based) of ``total_steps``: ``config.lr`` throughout for
+    ``"constant"``; for ``"cosine"``, ``lr · (1 + cos(π · step / total_steps)) / 2``, from ``lr`` at the first
+    step towards 0 at the last. A pure function of the step, so a resumed run continues on the same curve."""
+    if config.lr_schedule == "constant" or total_steps <= 0:
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class RunConfig:
     epochs: int = 5
     batch_size: int = 8
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # "constant" (the paper) | "cosine": per-step cosine decay from lr to 0
     weight_decay: float = 0.0
     grad_clip: float | None = None
     max_steps_per_epoch: int | None = None
@@ -70,6 +82,10 @@ class RunConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.periods_per_epoch >= 1, f"periods_per_epoch must be >= 1, got {self.periods_per_epoch}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}",
+            ),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}"),

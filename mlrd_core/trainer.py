@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mlrd_core.config import RunConfig
+from mlrd_core.config import RunConfig, learning_rate
 from mlrd_core.errors import ConfigError, NonFiniteLossError
 from mlrd_core.result import RunResult
 
@@ -345,6 +345,8 @@ def fit(
 
     phase_time = dict.fromkeys(TIMING_PHASES, 0.0)
     timed_steps = 0
+    n_train: int = len(train_set)  # type: ignore[arg-type]
+    total_steps = config.epochs * len(epoch_batches(n_train, config.batch_size, seed, 0, config.max_steps_per_epoch))
     model.train()
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(len(train_set), config.batch_size, seed, epoch, config.max_steps_per_epoch)  # type: ignore[arg-type]
@@ -375,6 +377,8 @@ def fit(
             loss = weighting.combine(per_image)
             t3 = _sync(device)
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step, total_steps)
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from tiny_spec import TINY_CONFIG as TINY
 
-from mlrd_core.config import RunConfig
+from mlrd_core.config import RunConfig, learning_rate
 from mlrd_core.errors import ConfigError, NonFiniteLossError
 from mlrd_core.trainer import CHECKPOINT_NAME, epoch_batches, fit, load_checkpoint, period_ends
 from suite.cli import main
@@ -89,10 +89,12 @@ _KILLER = textwrap.dedent(
 )
 
 
-def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path, lr_schedule: str) -> None:
     """SIGKILL a real training process in the middle of epoch 0 (after its first period checkpoint, before the
-    second), resume from the same workdir, and end with exactly the numbers of an uninterrupted run."""
-    config = TINY
+    second), resume from the same workdir, and end with exactly the numbers of an uninterrupted run (a cosine
+    learning rate continues on the same curve)."""
+    config = TINY.replace(lr_schedule=lr_schedule)
     reference = fit(config, seed=1, workdir=tmp_path / "uninterrupted")
 
     workdir = tmp_path / "killed"
@@ -111,6 +113,26 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None
     resumed = fit(config, seed=1, workdir=workdir)
     assert resumed.resumed_from == {"epoch": 0, "batch": 2, "step": 2}
     assert _fingerprint(resumed) == _fingerprint(reference)
+
+
+def test_learning_rate_schedules() -> None:
+    cosine = TINY.replace(lr=2e-3, lr_schedule="cosine")
+    assert [learning_rate(cosine, s, 100) for s in (0, 50, 100)] == pytest.approx([2e-3, 1e-3, 0.0])
+    assert learning_rate(cosine, 25, 100) == pytest.approx(1e-3 * (1 + 2**-0.5))
+    assert {learning_rate(TINY, s, 100) for s in (0, 50, 99)} == {TINY.lr}
+    with pytest.raises(ConfigError, match="lr_schedule must be one of constant, cosine, got 'step'"):
+        TINY.replace(lr_schedule="step")
+
+
+def test_the_optimiser_follows_the_cosine_schedule(tmp_path: Path) -> None:
+    config = TINY.replace(lr_schedule="cosine")
+    fit(config, seed=0, workdir=tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    total = config.epochs * 4  # 16 items in batches of 4
+    # the last step (index total - 1) trained with the rate of its own position on the curve
+    assert ckpt["step"] == total
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(config, total - 1, total))
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] < 0.05 * config.lr  # (1 + cos(7π/8)) / 2 = 0.038
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
