@@ -13,4 +13,4 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mlrd_core import _tv_compat  # noqa: F401  (must run before anything imports torchvision/timm)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

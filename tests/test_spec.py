@@ -159,8 +159,11 @@ def test_demo_is_cpu_sized(shipped: dict[str, Spec]) -> None:
         cfg = arm.config
         assert cfg.dataset == "synthetic" and cfg.encoder == "mobilenetv3_small_100" and not cfg.pretrained
         assert cfg.input_size == (64, 96)
-        assert cfg.skips and cfg.init_depth == 3.0  # the two changes that make the random-init demo learn
-        assert cfg.epochs * cfg.dataset_options["train"]["length"] // cfg.batch_size <= 256  # steps per run
+        assert cfg.skips and cfg.init_depth == 3.0  # the two changes that let the random-init demo learn at all
+        assert cfg.lr_schedule == "cosine" and not cfg.augment  # and two that make it learn in 1,024 steps
+        assert cfg.epochs * cfg.dataset_options["train"]["length"] // cfg.batch_size <= 1024  # steps per run
+    table = spec.table("demo")
+    assert table.baseline_arm == "{l_D^0}" and len(table.pairs) == 3  # paired differences against {l_D^0}
     lee_kim = spec.group("demo").arm("L_D | L_G, weighting=lee-kim").config
     assert lee_kim.weighting_options["schedule"]["epochs"] == lee_kim.epochs == 8
 
