@@ -30,6 +30,7 @@ SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 #: spec file -> (arms, references, tables)
 SHIPPED = {
     "demo": (4, 0, 2),
+    "demo_ablation": (15, 0, 4),
     "table3": (2, 15, 1),
     "table4": (1, 6, 1),
     "table5": (29, 29, 6),

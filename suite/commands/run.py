@@ -17,6 +17,7 @@ watched again, not resubmitted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from suite.commands._common import (
@@ -36,7 +37,7 @@ from suite.commands._common import (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a spec (resumes; renders its tables)", description=__doc__)
     add_spec_arguments(parser)
-    add_executor_arguments(parser, jobs_default="one per visible GPU, else 1")
+    add_executor_arguments(parser, jobs_default="one per visible GPU, else one single-thread slot per core")
     parser.add_argument("--force", action="store_true", help="rerun every run of the spec from scratch")
     parser.add_argument("--dry-run", action="store_true", help="show the plan and exit (writes nothing)")
     parser.set_defaults(func=run)
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     store = open_db(args)
     try:
         store.add_planned(planned_rows(runs))
-        executor, where = make_executor(args, spec, store)
+        # Without GPUs, one single-thread slot per core: small CPU runs (the demo's) gain little from a second
+        # thread and much from a second run beside them (docs/running.md, "Slots").
+        executor, where = make_executor(args, spec, store, cpu_slots=os.cpu_count() or 1)
         executor.recover(store.runs(spec=spec.name, states=[RunState.RUNNING]))
         todo_all = unique_runs(runs)
         infos = {r.run_id: store.get_run(r.run_id) for r in todo_all}
