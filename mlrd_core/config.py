@@ -18,6 +18,8 @@ from typing import Any
 from mlrd_core.errors import ConfigError
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+#: Keys that only a mixture of datasets sets; left out of :meth:`RunConfig.to_dict` while they are None.
+MIXTURE_ONLY_KEYS = ("dataset_weights", "eval_dataset")
 #: Learning-rate schedules: the paper's constant rate, or a cosine decay to 0 over the run's steps.
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -46,8 +48,10 @@ class RunConfig:
     skips: bool = False
     init_depth: float | None = None  # output head bias -> initial prediction in metres (None: PyTorch init, the paper)
     # data (mlrd_core.data.make_dataset)
-    dataset: str = "synthetic"
-    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    dataset: str | tuple[str, ...] = "synthetic"  # a tuple of names: a mixture (mlrd_core.data.mixture)
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)  # a mixture: one table per dataset name
+    dataset_weights: Mapping[str, float] | None = None  # a mixture's shares per epoch (None: by size)
+    eval_dataset: str | None = None  # a mixture's validation/test dataset (None for one dataset)
     input_size: tuple[int, int] = (96, 128)
     augment: bool = True
     train_split: str = "train"
@@ -117,12 +121,18 @@ class RunConfig:
                 raise ConfigError(f"invalid run config: {message}")
         object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
         object.__setattr__(self, "dataset_options", dict(self.dataset_options))
+        _check_mixture(self)
         object.__setattr__(self, "weighting_options", dict(self.weighting_options))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict (tuples become lists); ``from_dict(to_dict())`` round-trips."""
         out = dataclasses.asdict(self)
         out["input_size"] = list(self.input_size)
+        if isinstance(self.dataset, tuple):
+            out["dataset"] = list(self.dataset)
+        for key in MIXTURE_ONLY_KEYS:  # absent for one dataset: its canonical JSON (and run id) stays as it was
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod
@@ -138,6 +148,8 @@ class RunConfig:
         values = dict(data)
         if "input_size" in values:
             values["input_size"] = tuple(values["input_size"])
+        if isinstance(values.get("dataset"), list):
+            values["dataset"] = tuple(values["dataset"])
         try:
             return cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by the key check above
@@ -146,3 +158,69 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied (validated like the constructor)."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_mixture(config: RunConfig) -> None:
+    """Check and normalise the data keys: one dataset (a name; no weights; ``eval_dataset`` unset or that name) or
+    a mixture (a tuple of at least two distinct names, ``eval_dataset`` required, ``dataset_options`` keyed by
+    dataset name, ``dataset_weights`` one positive number per dataset). Names are checked against the registry
+    where datasets are built."""
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"invalid run config: {message}")
+
+    dataset = config.dataset
+    if isinstance(dataset, list):
+        dataset = tuple(dataset)
+        object.__setattr__(config, "dataset", dataset)
+    if isinstance(dataset, str):
+        if config.dataset_weights is not None:
+            raise fail(f"dataset_weights is for a mixture (dataset = [...]); dataset is the one dataset {dataset!r}")
+        if config.eval_dataset == dataset:
+            object.__setattr__(config, "eval_dataset", None)  # the same run as without it
+        elif config.eval_dataset is not None:
+            raise fail(
+                f"eval_dataset is for a mixture (dataset = [...]); with one dataset the run is evaluated on it "
+                f"({dataset!r}), got eval_dataset {config.eval_dataset!r}"
+            )
+        return
+    if not isinstance(dataset, tuple) or not all(isinstance(name, str) and name for name in dataset):
+        raise fail(f"dataset must be a name or a list of names (a mixture), got {dataset!r}")
+    if len(dataset) < 2:
+        raise fail(
+            f"a mixture needs at least two datasets, got {list(dataset)}; for one, write dataset = {dataset[0]!r}"
+            if dataset
+            else "dataset = [] names no dataset"
+        )
+    repeated = sorted({name for name in dataset if dataset.count(name) > 1})
+    if repeated:
+        raise fail(f"a mixture names each dataset once; repeated: {', '.join(repeated)}")
+    if not isinstance(config.eval_dataset, str) or not config.eval_dataset:
+        raise fail(
+            f"a mixture ({' + '.join(dataset)}) needs eval_dataset: the dataset whose val/test splits evaluate the "
+            f"run, e.g. eval_dataset = {dataset[0]!r}"
+        )
+    named = (*dataset, *([] if config.eval_dataset in dataset else [config.eval_dataset]))
+    for key, value in config.dataset_options.items():
+        if key not in named:
+            raise fail(
+                f"a mixture's dataset_options hold one table per dataset ({', '.join(named)}); {key!r} is none of "
+                f"them (write dataset_options.<dataset>.{key})"
+            )
+        if not isinstance(value, Mapping):
+            raise fail(f"dataset_options.{key} must be a table (the options of dataset {key!r}), got {value!r}")
+    if config.dataset_weights is None:
+        return
+    weights = config.dataset_weights
+    if not isinstance(weights, Mapping) or set(weights) != set(dataset):
+        given = sorted(weights) if isinstance(weights, Mapping) else weights
+        raise fail(
+            f"dataset_weights must give one weight per dataset of the mixture ({', '.join(dataset)}), got {given!r}"
+        )
+    normal: dict[str, float] = {}
+    for name in dataset:
+        value = weights[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value > 0:
+            raise fail(f"dataset_weights.{name} must be a number > 0, got {value!r}")
+        normal[name] = float(value)
+    object.__setattr__(config, "dataset_weights", normal)

@@ -604,12 +604,13 @@ def load_run_model(checkpoint: Path) -> tuple[torch.nn.Module, RunConfig]:
 def depth_samples(config: RunConfig, indices: Sequence[int], *, seed: int = 0) -> list[DepthSample]:
     """Items ``indices`` of the run's test split, built exactly as the trainer builds it for the final test."""
     from mlrd_core.data import make_dataset
+    from mlrd_core.data.mixture import eval_dataset_name
     from mlrd_core.trainer import split_options  # the trainer's own rule: the images the run was tested on
 
     if not config.test_split:
         raise FigureDataError("the run has no test split")
-    dataset = make_dataset(
-        config.dataset, split=config.test_split, seed=seed, **split_options(config, config.test_split)
+    dataset = make_dataset(  # a mixture is tested on its eval dataset (split_options gives that one's options)
+        eval_dataset_name(config), split=config.test_split, seed=seed, **split_options(config, config.test_split)
     )
     n = len(dataset)  # type: ignore[arg-type]
     out = []

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from mlrd_core.data.mixture import dataset_label
 from suite.plan import PlannedRun
 from suite.report import MISSING, Cell, ReportTable, Row, _md_row, render_markdown
 from suite.spec import Spec, Table
@@ -593,7 +594,12 @@ def _environment_html(runs: Sequence[PlannedRun], envs: Mapping[str, Mapping[str
     data: dict[str, list[str]] = {}
     for run in runs:
         options = run.config.dataset_options
-        text = f"{run.config.dataset} {_show(dict(options))}" if options else run.config.dataset
+        label = dataset_label(run.config)
+        if run.config.eval_dataset is not None:
+            label += f" (evaluated on {run.config.eval_dataset})"
+        if run.config.dataset_weights is not None:
+            label += f" weights {_show(dict(run.config.dataset_weights))}"
+        text = f"{label} {_show(dict(options))}" if options else label
         arms = data.setdefault(text, [])
         if run.arm not in arms:
             arms.append(run.arm)

@@ -25,6 +25,7 @@ from typing import Any
 
 import mlrd_core
 from mlrd_core.config import RunConfig
+from mlrd_core.data.mixture import dataset_label
 from mlrd_core.weighting import parse_schedule
 from suite.spec import DESCRIBE_COLUMNS, Spec, apply_overrides
 
@@ -117,7 +118,7 @@ class PlannedRun:
             "rebalance": flag(self.rebalance),
             "lambda": self.lam,
             "encoder": self.config.encoder,
-            "dataset": self.config.dataset,
+            "dataset": dataset_label(self.config),
             "input_size": f"{h}×{w}",
             "batch_size": str(self.config.batch_size),
             "epochs": str(self.config.epochs),

@@ -234,9 +234,9 @@ class TransformedDataset(Dataset):
     """Wrap a dataset: resize items to ``size`` and, when ``augment`` is true, augment them with a generator seeded
     by ``(seed, epoch, index)``.
 
-    Call :meth:`set_epoch` at the start of every epoch. The epoch lives in a shared-memory tensor, so the call
-    also reaches DataLoader workers that were started earlier (``persistent_workers=True``), as long as it is made
-    before the epoch's iterator is created.
+    Call :meth:`set_epoch` at the start of every epoch (it also calls the wrapped dataset's ``set_epoch``, if any).
+    The epoch lives in a shared-memory tensor, so the call also reaches DataLoader workers that were started earlier
+    (``persistent_workers=True``), as long as it is made before the epoch's iterator is created.
     """
 
     def __init__(
@@ -271,6 +271,9 @@ class TransformedDataset(Dataset):
         if epoch < 0:
             raise DataError(f"epoch must be >= 0, got {epoch}")
         self._epoch.fill_(int(epoch))
+        inner = getattr(self.dataset, "set_epoch", None)
+        if inner is not None:  # a dataset whose items depend on the epoch (a weighted mixture)
+            inner(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
