@@ -13,6 +13,8 @@ the position in the epoch, not the state of a DataLoader.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import os
 import platform
@@ -40,6 +42,9 @@ PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_KEYS = ("config", "seed", "model", "optimizer", "weighting", "scaler", "rng", "epoch", "next_batch", "step")
 TIMING_PHASES = ("data", "forward", "losses", "backward")
+#: The logging cadence of the step loop: the loss of the first step, of every ``LOG_EVERY``-th step and of each
+#: period's last step is read on the host; between these points a step makes no host-device sync (see :func:`fit`).
+LOG_EVERY = 16
 
 ProgressCallback = Callable[[str, Mapping[str, Any]], None]
 
@@ -164,8 +169,9 @@ def load_resume_checkpoint(
     return None, None
 
 
+@functools.cache
 def code_version() -> str:
-    """The package version plus the git commit of the source tree when it is a checkout."""
+    """The package version plus the git commit of the source tree when it is a checkout (read once per process)."""
     from mlrd_core import __version__
 
     root = Path(__file__).resolve().parent.parent
@@ -208,11 +214,83 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def _sync(device: torch.device) -> float:
-    """A timestamp after the device has finished queued work (a CPU-GPU sync point on CUDA)."""
+def _sync(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work: a host-device sync point on CUDA, nothing on CPU.
+
+    Every value the step loop reads back from the device is read right after a call of this function, so the
+    number of calls is the number of syncs a run makes (tests count them on CPU).
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _synced_time(device: torch.device) -> float:
+    """A timestamp after the device has finished queued work."""
+    _sync(device)
     return time.perf_counter()
+
+
+class _StepClock:
+    """Phase timings of training steps (:data:`TIMING_PHASES`) without a sync of their own.
+
+    On CPU the marks are ``time.perf_counter()`` (the device is the host). On CUDA they are CUDA events recorded on
+    the current stream; their times are read at the next sync point (:meth:`collect`), so a phase is the device
+    time between two marks, host time included only where the device waited for the host.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.seconds = dict.fromkeys(TIMING_PHASES, 0.0)
+        self.steps = 0
+        self._marks: list[Any] = []
+        self._pending: list[list[Any]] = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._marks.append(event)
+        else:
+            self._marks.append(time.perf_counter())
+
+    def end_step(self, *, timed: bool) -> None:
+        marks, self._marks = self._marks, []
+        if timed:
+            self._pending.append(marks)
+        if not self.cuda:
+            self.collect()
+
+    def collect(self) -> None:
+        """Add the finished steps' phases; on CUDA only after a sync (the events must have completed)."""
+        for marks in self._pending:
+            pairs = itertools.pairwise(marks)
+            spans = [a.elapsed_time(b) / 1e3 if self.cuda else b - a for a, b in pairs]
+            for phase, dt in zip(TIMING_PHASES, spans, strict=True):
+                self.seconds[phase] += dt
+            self.steps += 1
+        self._pending = []
+
+
+def _check_finite(pending: list[tuple[int, int, int, torch.Tensor]], names: tuple[str, ...], ckpt: Path | None) -> None:
+    """Raise :class:`NonFiniteLossError` for the first step in ``pending`` with a non-finite loss.
+
+    ``pending`` holds ``(epoch, batch, step, finite)`` per step since the last check, ``finite`` the device tensor
+    ``[K]`` of ``isfinite(per_image).all(0)``: all of them come back to the host in one transfer, after a sync.
+    """
+    if not pending:
+        return
+    finite = torch.stack([f for *_, f in pending]).cpu()
+    pending_rows = list(pending)
+    pending.clear()
+    if bool(finite.all()):
+        return
+    row = int((~finite.all(1)).nonzero()[0, 0])
+    epoch, batch, step, _ = pending_rows[row]
+    bad = [n for n, ok in zip(names, finite[row].tolist(), strict=True) if not ok]
+    raise NonFiniteLossError(
+        f"non-finite loss at epoch {epoch}, batch {batch} (step {step}): {', '.join(bad)}; "
+        f"the last good checkpoint is {ckpt}"
+    )
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -254,9 +332,9 @@ def evaluate(
     for batch in DataLoader(dataset, batch_sampler=batches):
         image = batch["image"].to(device)
         image = resize_input(image, input_size)  # as the protocol's source does (nyu-lee-kim: bicubic, no AA)
-        start = _sync(device)
+        start = _synced_time(device)
         pred = model(image)
-        seconds += _sync(device) - start
+        seconds += _synced_time(device) - start
         scenes += image.shape[0]
         metrics.update(pred.float().cpu(), batch["depth"], batch["mask"])
     model.train(was_training)
@@ -299,7 +377,9 @@ def fit(
     ).to(device)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    weighting = make_weighting(config.weighting, names, **config.weighting_options).to(device)
+    weighting = make_weighting(
+        config.weighting, names, periods_per_epoch=config.periods_per_epoch, **config.weighting_options
+    ).to(device)
     params = list(model.parameters()) + list(weighting.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     autocast_dtype = amp_dtype(config.amp, device)
@@ -319,7 +399,7 @@ def fit(
             device=device,
         )
 
-    train_set = data(config.train_split, size=config.input_size, augment=config.augment)
+    train_set = data(config.train_split, train=True, size=config.input_size, augment=config.augment)
     val_set = data(config.val_split) if config.val_split else None
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise ConfigError(f"dataset {config.dataset!r} split {config.train_split!r} is empty")
@@ -343,8 +423,9 @@ def fit(
         result.metrics = list(ckpt["metrics"])
         result.resumed_from = {"epoch": start_epoch, "batch": start_batch, "step": step}
 
-    phase_time = dict.fromkeys(TIMING_PHASES, 0.0)
-    timed_steps = 0
+    clock = _StepClock(device)
+    unchecked: list[tuple[int, int, int, torch.Tensor]] = []  # (epoch, batch, step, finite [K]) since the last sync
+    last_loss: float | None = None  # the loss read at the latest sync point
     n_train: int = len(train_set)  # type: ignore[arg-type]
     total_steps = config.epochs * len(epoch_batches(n_train, config.batch_size, seed, 0, config.max_steps_per_epoch))
     model.train()
@@ -356,26 +437,23 @@ def fit(
         first = start_batch if epoch == start_epoch else 0
         loader = _loader(train_set, batches[first:], config)
         for b in range(first, len(batches)):
-            t0 = time.perf_counter()
+            # No host-device sync inside a step: the finiteness flags, the phase marks and the loss stay on the
+            # device until the next sync point (the logging cadence or the period end) below.
+            clock.mark()
             batch = next(loader)
             image = batch["image"].to(device, non_blocking=True)
             target = batch["depth"].to(device, non_blocking=True)
             if config.channels_last and device.type == "cuda":
                 image = image.contiguous(memory_format=torch.channels_last)
-            t1 = _sync(device)
+            clock.mark()
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 pred = step_model(image)
-            t2 = _sync(device)
+            clock.mark()
             per_image = compute_losses(pred.float(), target, names)  # losses in float32 even under AMP
-            if not torch.isfinite(per_image).all():  # CPU-GPU sync point, once per step, to fail early and clearly
-                bad = [n for n, ok in zip(names, torch.isfinite(per_image).all(0).tolist(), strict=True) if not ok]
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch}, batch {b} (step {step}): {', '.join(bad)}; "
-                    f"the last good checkpoint is {ckpt_path}"
-                )
-            weighting.observe(per_image.detach())
+            unchecked.append((epoch, b, step, torch.isfinite(per_image).all(0)))  # the one check, on the device
+            weighting.observe(per_image.detach(), check=False)
             loss = weighting.combine(per_image)
-            t3 = _sync(device)
+            clock.mark()
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps)
@@ -385,16 +463,16 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            t4 = _sync(device)
+            clock.mark()
             step += 1
-            if step > 1 or result.resumed_from:  # the first step pays one-off allocation/initialisation costs
-                timed_steps += 1
-                for phase, dt in zip(TIMING_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    phase_time[phase] += dt
-            notify(
-                "step",
-                {"epoch": epoch, "batch": b, "batches": len(batches), "step": step, "loss": loss.item()},
-            )
+            clock.end_step(timed=step > 1 or bool(result.resumed_from))  # the first step pays one-off costs
+            if b in ends or step % LOG_EVERY == 0 or last_loss is None:
+                _sync(device)  # the step loop's only sync point: the logging cadence and the period ends
+                _check_finite(unchecked, names, ckpt_path)  # before anything records or checkpoints the period
+                clock.collect()
+                last_loss = loss.item()
+            # every step is reported; its loss is the latest one read at the logging cadence
+            notify("step", {"epoch": epoch, "batch": b, "batches": len(batches), "step": step, "loss": last_loss})
             if b in ends:
                 period = ends.index(b)
                 weighting.end_period(epoch, period)
@@ -433,9 +511,9 @@ def fit(
         notify("test", {"metrics": test_metrics})
 
     result.periods = [dict(r) if isinstance(r, Mapping) else asdict(r) for r in weighting.records]
-    result.timings.update({f"{p}_s_per_iter": t / max(timed_steps, 1) for p, t in phase_time.items()})
-    result.timings["s_per_iter"] = sum(phase_time.values()) / max(timed_steps, 1)
-    result.timings["timed_steps"] = float(timed_steps)
+    result.timings.update({f"{p}_s_per_iter": t / max(clock.steps, 1) for p, t in clock.seconds.items()})
+    result.timings["s_per_iter"] = sum(clock.seconds.values()) / max(clock.steps, 1)
+    result.timings["timed_steps"] = float(clock.steps)
     result.timings["peak_memory_mb"] = _peak_memory_mb(device)
     result.environment = environment_info(device)
     sources = {name: dataset_sources(d) for name, d in (("train", train_set), ("val", val_set), ("test", test_set))}

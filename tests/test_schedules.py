@@ -45,16 +45,27 @@ def test_per_epoch_ignores_the_period() -> None:
 
 
 def test_per_period_interpolates_at_the_period_start() -> None:
-    lam = Linear(3, -3, epochs=5, per_period=True, periods_per_epoch=4)
-    # x = epoch + period/4; λ = 3 - 6 * x / 4
-    assert lam(0, 0) == 3.0
-    assert lam(0, 1) == 3 - 6 * 0.25 / 4  # 2.625
-    assert lam(0, 2) == 2.25
-    assert lam(1, 0) == 1.5  # period 0 of every epoch = the per-epoch value
-    assert lam(3, 3) == -2.625  # x = 3.75: 3 - 6 * 3.75 / 4
-    assert lam(4, 3) == -3.0
+    lam = Linear(3, -3, epochs=5, per_period=True)
+    # on the run's grid of 4 periods: x = epoch + period/4; λ = 3 - 6 * x / 4
+    assert lam(0, 0, 4) == 3.0
+    assert lam(0, 1, 4) == 3 - 6 * 0.25 / 4  # 2.625
+    assert lam(0, 2, 4) == 2.25
+    assert lam(1, 0, 4) == 1.5  # period 0 of every epoch = the per-epoch value
+    assert lam(3, 3, 4) == -2.625  # x = 3.75: 3 - 6 * 3.75 / 4
+    assert lam(4, 3, 4) == -3.0
     with pytest.raises(ScheduleError, match="period 4 is out of range for periods_per_epoch = 4"):
-        lam(0, 4)
+        lam(0, 4, 4)
+
+
+def test_per_period_takes_the_grid_of_the_run() -> None:
+    lam = Linear(3, -3, epochs=5, per_period=True)
+    assert lam(0, 4, 8) == lam(0, 2, 4) == lam(0, 1, 2) == 2.25  # x = 0.5 on any grid
+    assert [lam(1, p, 8) for p in range(8)] == [lam.at(1 + p / 8) for p in range(8)]
+    with pytest.raises(ScheduleError, match="per-period λ schedule is evaluated on the run's period grid"):
+        lam(0, 1)
+    with pytest.raises(ScheduleError, match="periods_per_epoch must be an int >= 1"):
+        lam(0, 0, 0)
+    assert PAPER_SCHEDULE(1, 7) == PAPER_SCHEDULE(1, 7, 8) == 1.5  # a per-epoch schedule needs no grid
 
 
 # ---------------------------------------------------------------------------------------------- other kinds
@@ -94,10 +105,8 @@ def test_step_values() -> None:
 
 
 def test_step_per_period_uses_fractional_milestones() -> None:
-    lam = parse_schedule(
-        {"kind": "step", "values": [1, 2], "milestones": [0.5], "per_period": True, "periods_per_epoch": 4}
-    )
-    assert [lam(0, p) for p in range(4)] == [1.0, 1.0, 2.0, 2.0]
+    lam = parse_schedule({"kind": "step", "values": [1, 2], "milestones": [0.5], "per_period": True})
+    assert [lam(0, p, 4) for p in range(4)] == [1.0, 1.0, 2.0, 2.0]
 
 
 def test_piecewise_values() -> None:
@@ -126,7 +135,7 @@ def test_piecewise_single_point_and_late_start() -> None:
         (Cosine(3, -3, epochs=5), "cosine(3 → -3 @ 5)"),
         (Step(values=(3, 0, -3), milestones=(2, 4)), "step(3, 0 @ 2, -3 @ 4)"),
         (Piecewise(points=((0, 3), (2, 0), (5, -3))), "piecewise(0: 3, 2: 0, 5: -3)"),
-        (Linear(3, -3, per_period=True, periods_per_epoch=4), "3 → -3 per period/4"),
+        (Linear(3, -3, per_period=True), "3 → -3 per period"),
     ],
 )
 def test_describe(schedule: Schedule, text: str) -> None:
@@ -144,7 +153,7 @@ def test_describe_round_trips(schedule: Schedule) -> None:
     [
         Constant(3),
         PAPER_SCHEDULE,
-        Cosine(1, 0, epochs=3, per_period=True, periods_per_epoch=2),
+        Cosine(1, 0, epochs=3, per_period=True),
         Step(values=(3, 0, -3), milestones=(2, 4)),
         Piecewise(points=((0, 3), (2, 0), (5, -3))),
     ],
@@ -162,8 +171,16 @@ def test_to_spec_is_canonical() -> None:
         "end": -3.0,
         "epochs": 5,
         "per_period": False,
-        "periods_per_epoch": 4,
     }
+
+
+def test_tables_stored_with_a_grid_of_their_own() -> None:
+    """Up to version 0.2.0 a schedule carried periods_per_epoch: a per-epoch one never used it and still reads; a
+    per-period one would name a grid beside the run's and is refused."""
+    stored = {"kind": "linear", "start": 3.0, "end": -3.0, "epochs": 5, "per_period": False, "periods_per_epoch": 4}
+    assert parse_schedule(stored) == PAPER_SCHEDULE
+    with pytest.raises(ScheduleError, match="takes its period grid from the run: remove periods_per_epoch = 4"):
+        parse_schedule({**stored, "per_period": True})
 
 
 def test_schedules_are_frozen_hashable_and_pass_through() -> None:
@@ -192,8 +209,7 @@ def test_schedules_are_frozen_hashable_and_pass_through() -> None:
         ({"kind": 3}, "unknown λ-schedule kind 3"),
         (
             {"kind": "linear", "start": 3, "end": -3, "epoch": 5},
-            "unknown key(s) ['epoch'] in a 'linear' λ-schedule table; "
-            "valid keys: kind, start, end, epochs, per_period, periods_per_epoch",
+            "unknown key(s) ['epoch'] in a 'linear' λ-schedule table; valid keys: kind, start, end, epochs, per_period",
         ),
         ({"kind": "linear", "start": 3}, "needs key(s) ['end']"),
         ({"kind": "constant"}, "needs key(s) ['value']"),
@@ -202,7 +218,6 @@ def test_schedules_are_frozen_hashable_and_pass_through() -> None:
         ({"kind": "linear", "start": "3", "end": -3}, "start must be a number, got '3'"),
         ({"kind": "cosine", "start": 3, "end": math.nan}, "end must be finite"),
         ({"kind": "linear", "start": 3, "end": -3, "per_period": "yes"}, "per_period must be true or false"),
-        ({"kind": "linear", "start": 3, "end": -3, "periods_per_epoch": 0}, "periods_per_epoch must be an int >= 1"),
         ({"kind": "step", "values": [3, 0], "milestones": [2, 4]}, "len(values) == len(milestones) + 1"),
         ({"kind": "step", "values": [3, 0, 1], "milestones": [4, 2]}, "strictly increasing"),
         ({"kind": "step", "values": [3, 0], "milestones": [0]}, "milestones must be > 0"),

@@ -103,7 +103,7 @@ def test_table5_parts_and_references(shipped: dict[str, Spec]) -> None:
     assert spec.group("e").arms[0].config.weighting == "uncertainty"
     c = spec.group("c")
     schedules = [a.config.weighting_options["schedule"] for a in c.arms]
-    assert schedules[0] == {"kind": "constant", "value": -3.0, "per_period": False, "periods_per_epoch": 4}
+    assert schedules[0] == {"kind": "constant", "value": -3.0, "per_period": False}
     assert c.arm("λ = 0 (R off)").config.weighting_options["rebalance"] is False
     assert spec.group("d").arm("R only").config.weighting_options["init"] is False
     b_table = spec.table("table5b")
@@ -490,7 +490,6 @@ def test_precedence_arm_over_group_over_defaults(tmp_path: Path) -> None:
         "kind": "constant",
         "value": 3.0,
         "per_period": False,
-        "periods_per_epoch": 4,
     }
     assert g.arm("arm sets").config.batch_size == 4
     assert _lam(spec, "g", "group sets")["value"] == 2.0  # type: ignore[index]
@@ -558,7 +557,6 @@ def test_weighting_defaults_are_filled(tmp_path: Path) -> None:
             "end": -3.0,
             "epochs": 5,
             "per_period": False,
-            "periods_per_epoch": 4,
         },
         "init": True,
         "rebalance": True,

@@ -188,18 +188,20 @@ class WeightingMethod(ABC):
         """Move learnable tensors to ``device`` in place (they stay leaves); call before :meth:`parameters`."""
         return self
 
-    def observe(self, per_image_losses: Tensor) -> None:
+    def observe(self, per_image_losses: Tensor, *, check: bool = True) -> None:
         """Accumulate one training step's per-image loss values ``[B, K]`` into the period statistics.
 
-        The values are detached and summed in float64 on their device. NaN/inf or negative values raise
-        :class:`WeightingError` naming the loss (one host-device sync per call).
+        The values are detached and summed in float64 on their device. With ``check`` (the default) NaN/inf or
+        negative values raise :class:`WeightingError` naming the loss (one host-device sync per call); the trainer
+        passes ``check=False`` because it checks finiteness itself, on the device, without a sync per step.
         """
         x = self._check_batch(per_image_losses, "observe").detach()
         if self._start_weights is None:  # the first step of the run: snapshot the weights the period starts with
             self._start_weights = self.weights.clone()
-        ok = torch.isfinite(x) & (x >= 0)
-        if not bool(ok.all()):
-            self._raise_bad_values(x, ok)
+        if check:
+            ok = torch.isfinite(x) & (x >= 0)
+            if not bool(ok.all()):
+                self._raise_bad_values(x, ok)
         s = x.to(torch.float64).sum(dim=0)
         if self._period_sum.device != s.device:
             self._period_sum = self._period_sum.to(s.device)
@@ -322,7 +324,7 @@ class WeightingMethod(ABC):
         key = (x.device, x.dtype)
         w = self._cast_cache.get(key)
         if w is None:
-            w = self.weights.to(device=x.device, dtype=x.dtype)
+            w = self.weights.to(device=x.device, dtype=x.dtype, non_blocking=True)  # no sync (a fresh CPU copy)
             self._cast_cache[key] = w
         return w
 

@@ -24,12 +24,20 @@ WEIGHTINGS: dict[str, type[WeightingMethod]] = {
 _FACTORY_DEFAULTS: dict[str, dict[str, Any]] = {"lee-kim": {"schedule": PAPER_SCHEDULE}}
 
 
+#: Run settings a method may take from the run rather than from its options (``RunConfig.periods_per_epoch``: the
+#: period grid of a per-period λ schedule). They are never options: one value per run, set on the run.
+RUN_SETTINGS: tuple[str, ...] = ("periods_per_epoch",)
+
+
+def _parameters(cls: type[WeightingMethod]) -> list[inspect.Parameter]:
+    return list(inspect.signature(cls.__init__).parameters.values())[2:]  # drop self, names
+
+
 def weighting_options(name: str) -> dict[str, Any]:
     """The options ``make_weighting(name, ...)`` accepts, with their defaults (``inspect.Parameter.empty`` when
-    required)."""
+    required); the run settings of :data:`RUN_SETTINGS` are not options."""
     cls = WEIGHTINGS[_canonical_name(name)]
-    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # drop self, names
-    out = {p.name: p.default for p in params}
+    out = {p.name: p.default for p in _parameters(cls) if p.name not in RUN_SETTINGS}
     out.update(_FACTORY_DEFAULTS.get(cls.name, {}))
     return out
 
@@ -45,12 +53,15 @@ def _canonical_name(name: object) -> str:
     return key
 
 
-def make_weighting(name: str, names: Sequence[str], **options: Any) -> WeightingMethod:
+def make_weighting(
+    name: str, names: Sequence[str], *, periods_per_epoch: int | None = None, **options: Any
+) -> WeightingMethod:
     """Build the weighting method ``name`` (see :data:`WEIGHTINGS`) for the losses ``names``.
 
     Names are matched case-insensitively with ``_`` read as ``-`` (``"lee_kim"`` → ``"lee-kim"``). Unknown names and
     unknown options raise :class:`WeightingError` listing the valid ones; ``lee-kim`` defaults to the paper's
-    schedule ``"3 -> -3"``.
+    schedule ``"3 -> -3"``. ``periods_per_epoch`` is the run's period grid, passed to the methods that use it (a
+    per-period λ schedule of ``lee-kim``).
     """
     key = _canonical_name(name)
     valid = weighting_options(key)
@@ -62,4 +73,7 @@ def make_weighting(name: str, names: Sequence[str], **options: Any) -> Weighting
     missing = [k for k, v in valid.items() if v is inspect.Parameter.empty and k not in kwargs]
     if missing:
         raise WeightingError(f"weighting {key!r} needs option(s) {missing}; valid options: {', '.join(valid)}")
-    return WEIGHTINGS[key](names, **kwargs)
+    cls = WEIGHTINGS[key]
+    if periods_per_epoch is not None and any(p.name == "periods_per_epoch" for p in _parameters(cls)):
+        kwargs["periods_per_epoch"] = periods_per_epoch
+    return cls(names, **kwargs)

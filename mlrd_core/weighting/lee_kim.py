@@ -74,6 +74,9 @@ class LeeKimWeighting(WeightingMethod):
         rebalance: apply eq. (11) at every later period end.
         clip: ``(low, high)`` bounds of the multiplier (authors: ``(0.5, 2.0)``) or ``"none"`` for the pure
             equation.
+        periods_per_epoch: the run's period grid (``RunConfig.periods_per_epoch``; the trainer passes it through
+            :func:`~mlrd_core.weighting.make_weighting`). A per-period :class:`Schedule` is evaluated at
+            ``epoch + period / periods_per_epoch``; it is a run setting, not a weighting option.
     """
 
     name = "lee-kim"
@@ -86,6 +89,7 @@ class LeeKimWeighting(WeightingMethod):
         init: bool = True,
         rebalance: bool = True,
         clip: tuple[float, float] | Sequence[float] | str | None = AUTHORS_CLIP,
+        periods_per_epoch: int | None = None,
     ) -> None:
         super().__init__(names)
         if callable(schedule) and not isinstance(schedule, (str, Mapping)):
@@ -98,6 +102,11 @@ class LeeKimWeighting(WeightingMethod):
         self.init = init
         self.rebalance = rebalance
         self.clip = _parse_clip(clip)
+        if periods_per_epoch is not None and (
+            isinstance(periods_per_epoch, bool) or not isinstance(periods_per_epoch, int) or periods_per_epoch < 1
+        ):
+            raise WeightingError(f"lee-kim: periods_per_epoch must be an int >= 1, got {periods_per_epoch!r}")
+        self.periods_per_epoch = periods_per_epoch
         k = self.num_losses
         self._w = torch.full((k,), 1.0 / k, dtype=torch.float64)
         self._initialized = False
@@ -109,7 +118,10 @@ class LeeKimWeighting(WeightingMethod):
         return self._w.clone()
 
     def _lam(self, epoch: int, period: int) -> float:
-        value = self.schedule(epoch, period)
+        if isinstance(self.schedule, Schedule):
+            value: float = self.schedule(epoch, period, self.periods_per_epoch)
+        else:
+            value = self.schedule(epoch, period)
         try:
             lam = float(value)
         except (TypeError, ValueError):

@@ -5,7 +5,9 @@ never checkpointed. Epochs and periods are **0-based**: epoch 0 is the first epo
 period inside the epoch (the trainer's indices). By default a schedule is evaluated per epoch (λ is constant within
 an epoch, as in the authors' code); with ``per_period=True`` it is evaluated at the fractional position
 ``x = epoch + period / periods_per_epoch`` (the start of the period), so period 0 of every epoch gets exactly the
-per-epoch value.
+per-epoch value. The period grid is the run's: ``periods_per_epoch`` is ``RunConfig.periods_per_epoch``, passed in by
+the caller (``schedule(epoch, period, periods_per_epoch)``; :class:`~mlrd_core.weighting.LeeKimWeighting` does it),
+never a field of the schedule, so λ always lies on the grid the trainer actually uses.
 
 The paper's default "λ = 3 at the first epoch, decreased to −3 until the fifth epoch" (Lee & Kim 2020, §4.1) is
 ``Linear(3, -3, epochs=5)``: λ = 3, 1.5, 0, −1.5, −3, −3, … for epochs 0, 1, 2, 3, 4, 5, …, which is the authors'
@@ -53,14 +55,15 @@ ACCEPTED_FORMS = """accepted λ-schedule forms (epochs are 0-based):
   {kind = "cosine", start = 3, end = -3, epochs = 5}
   {kind = "step", values = [3, 0, -3], milestones = [2, 4]}
   {kind = "piecewise", points = [[0, 3], [2, 0], [5, -3]]}
-  tables also accept per_period = true and periods_per_epoch = 4 (evaluate at epoch + period/periods_per_epoch)"""
+  tables also accept per_period = true (evaluate at epoch + period/periods_per_epoch, on the run's own
+  periods_per_epoch)"""
 
 #: The default ramp length of the string form ``"a -> b"`` (the paper's "until the fifth epoch").
 DEFAULT_RAMP_EPOCHS = 5
 
 
 def _ordered_fields(cls: type) -> list[Field[Any]]:
-    """A schedule's own fields first, then the shared keyword-only ones (per_period, periods_per_epoch)."""
+    """A schedule's own fields first, then the shared keyword-only one (per_period)."""
     fs = list(fields(cls))
     return [f for f in fs if not f.kw_only] + [f for f in fs if f.kw_only]
 
@@ -102,7 +105,8 @@ class Schedule(ABC):
     """A λ schedule: ``schedule(epoch, period) -> float`` (0-based indices), pure and immutable.
 
     ``per_period=False`` (default): λ depends on the epoch only. ``per_period=True``: λ is evaluated at
-    ``x = epoch + period / periods_per_epoch``; ``period`` must then be < ``periods_per_epoch``.
+    ``x = epoch + period / periods_per_epoch``, where ``periods_per_epoch`` is the run's, given with each call;
+    ``period`` must then be < ``periods_per_epoch``.
     """
 
     #: The ``kind`` key of the table form.
@@ -110,28 +114,36 @@ class Schedule(ABC):
 
     _: KW_ONLY
     per_period: bool = False
-    periods_per_epoch: int = 4
 
     def __post_init__(self) -> None:
         if not isinstance(self.per_period, bool):
             raise ScheduleError(f"{self.kind} schedule: per_period must be true or false, got {self.per_period!r}")
-        _int(self.periods_per_epoch, f"{self.kind} schedule: periods_per_epoch", 1)
 
-    def position(self, epoch: int, period: int = 0) -> float:
-        """The schedule's abscissa: ``epoch``, or ``epoch + period / periods_per_epoch`` when per period."""
+    def position(self, epoch: int, period: int = 0, periods_per_epoch: int | None = None) -> float:
+        """The schedule's abscissa: ``epoch``, or ``epoch + period / periods_per_epoch`` when per period.
+
+        ``periods_per_epoch`` is the run's period grid (``RunConfig.periods_per_epoch``); a per-period schedule
+        needs it, a per-epoch one ignores it.
+        """
         e, p = _index(epoch, "epoch"), _index(period, "period")
         if not self.per_period:
             return float(e)
-        if p >= self.periods_per_epoch:
+        if periods_per_epoch is None:
             raise ScheduleError(
-                f"schedule position: period {p} is out of range for periods_per_epoch = {self.periods_per_epoch} "
+                "schedule position: a per-period λ schedule is evaluated on the run's period grid; pass the run's "
+                "periods_per_epoch (schedule(epoch, period, periods_per_epoch))"
+            )
+        n = _int(periods_per_epoch, "schedule position: periods_per_epoch", 1)
+        if p >= n:
+            raise ScheduleError(
+                f"schedule position: period {p} is out of range for periods_per_epoch = {n} "
                 "(periods are 0-based within an epoch)"
             )
-        return e + p / self.periods_per_epoch
+        return e + p / n
 
-    def __call__(self, epoch: int, period: int = 0) -> float:
-        """λ at the given 0-based (epoch, period)."""
-        return float(self.at(self.position(epoch, period)))
+    def __call__(self, epoch: int, period: int = 0, periods_per_epoch: int | None = None) -> float:
+        """λ at the given 0-based (epoch, period) on a grid of ``periods_per_epoch`` periods (the run's)."""
+        return float(self.at(self.position(epoch, period, periods_per_epoch)))
 
     @abstractmethod
     def at(self, x: float) -> float:
@@ -144,7 +156,7 @@ class Schedule(ABC):
         """Canonical short text for tables, e.g. ``"3 → -3"``, ``"0"``, ``"cosine(3 → -3 @ 5)"``."""
         text = self._describe()
         if self.per_period:
-            text += f" per period/{self.periods_per_epoch}"
+            text += " per period"
         return text
 
     def __str__(self) -> str:
@@ -360,6 +372,8 @@ def _parse_table(table: Mapping[Any, Any]) -> Schedule:
         near = difflib.get_close_matches(str(kind), SCHEDULES, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise _error(f"unknown λ-schedule kind {kind!r}{hint} (valid kinds: {', '.join(SCHEDULES)})")
+    if "periods_per_epoch" in table:
+        table = _without_grid(table)
     params = _ordered_fields(cls)
     valid = ["kind", *(f.name for f in params)]
     unknown = [k for k in table if k not in valid]
@@ -379,6 +393,20 @@ def _parse_table(table: Mapping[Any, Any]) -> Schedule:
         return cls(**kwargs)
     except ScheduleError as exc:
         raise _error(str(exc)) from None
+
+
+def _without_grid(table: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``table`` without the ``periods_per_epoch`` key that schedules stored up to version 0.2.0 carried.
+
+    The grid is the run's (``RunConfig.periods_per_epoch``). A per-epoch schedule never used the key, so it is
+    dropped; on a per-period schedule it would name a second grid beside the run's, so it is refused.
+    """
+    if table.get("per_period") is True:
+        raise _error(
+            f"a per-period λ schedule takes its period grid from the run: remove periods_per_epoch = "
+            f"{table['periods_per_epoch']!r} from the schedule and set the run's periods_per_epoch instead"
+        )
+    return {k: v for k, v in table.items() if k != "periods_per_epoch"}
 
 
 def _as_tuple(value: object, what: str) -> tuple[Any, ...]:
