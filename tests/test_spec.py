@@ -452,7 +452,7 @@ input_size = [64, 96]
 schedule = 1
 clip = "none"
 batch_size = 2
-dataset_options = { root = "r", train = { length = 4, scene_seed = 1 } }
+dataset_options = { height = 48, train = { length = 4, scene_seed = 1 } }
 [[groups]]
 name = "g"
 defaults = { schedule = 2, batch_size = 3 }
@@ -512,7 +512,7 @@ def test_weighting_switch_drops_inherited_options(tmp_path: Path) -> None:
 def test_dataset_options_merge_recursively(tmp_path: Path) -> None:
     spec = load_text(tmp_path, PRECEDENCE)
     assert spec.group("g").arm("arm sets").config.dataset_options == {
-        "root": "r",
+        "height": 48,
         "train": {"length": 8, "scene_seed": 1},
     }
 

@@ -45,7 +45,7 @@ from PIL import Image
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from mlrd_core.data import register_dataset
+from mlrd_core.data import OptionRule, register_dataset
 from mlrd_core.data.nyuv2 import decode_image, image_chw, item_position, make_item, mat_variables
 from mlrd_core.data.provenance import Source, folder_source
 from mlrd_core.errors import DataError
@@ -227,4 +227,36 @@ class Make3D(Dataset):
         return make_item(image_chw(image), depth, position, where=f"{image_path} / {depth_path}")
 
 
-register_dataset("make3d")(Make3D)
+def _missing_files(
+    *,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    depth_dir: str | os.PathLike[str] | None = None,
+    **_: object,
+) -> list[str]:
+    """Existence check of the folders a split reads (see :func:`mlrd_core.data.missing_files`)."""
+    if root is not None and (image_dir is None or depth_dir is None) and not Path(root).is_dir():
+        return [f"Make3D folder not found: {root} (option root)"]
+    missing = []
+    image_names, depth_names = FOLDERS.get(split, ((), ()))
+    for explicit, names, what in ((image_dir, image_names, "image"), (depth_dir, depth_names, "depth")):
+        if explicit is not None:
+            if not Path(explicit).is_dir():
+                missing.append(f"Make3D {what} folder not found: {explicit} (option {what}_dir)")
+        elif root is not None and not any((Path(root) / name).is_dir() for name in names):
+            missing.append(f"no Make3D {what} folder for split {split!r} in {root}; expected one of {', '.join(names)}")
+    return missing
+
+
+register_dataset(
+    "make3d",
+    splits=tuple(FOLDERS),
+    options={
+        "resize_to": OptionRule(minimum=1),
+        "depth_interpolation": OptionRule(choices=INTERPOLATIONS),
+        "max_depth": OptionRule(positive=True),
+    },
+    needs=[("root", "image_dir"), ("root", "depth_dir")],
+    files=_missing_files,
+)(Make3D)

@@ -234,6 +234,25 @@ class Matterport3D(Dataset):
         return [dict(s) for s in self._sources]
 
 
-register_dataset("matterport3d")(Matterport3D)
+def _missing_files(
+    *, split: str, root: str | os.PathLike[str] | None = None, split_path: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Existence check of the folders and split list a split reads (see :func:`mlrd_core.data.missing_files`)."""
+    if root is None:
+        return []
+    base = Path(root)
+    if not base.is_dir():
+        return [f"Matterport3D folder not found: {root} (option root)"]
+    missing = []
+    if not any(candidate.is_dir() for candidate in (base / "v1" / "scans", base / "scans")):
+        missing.append(f"no Matterport3D data in {root}: expected {base / 'v1' / 'scans'} with one folder per house")
+    if split != "all":
+        listed = Path(split_path) if split_path is not None else base / f"scenes_{split}.txt"
+        if not listed.is_file():
+            missing.append(f"Matterport3D split list not found: {listed}")
+    return missing
+
+
+register_dataset("matterport3d", splits=SPLITS, needs=[("root",)], files=_missing_files)(Matterport3D)
 
 __all__ = ["DEPTH_SCALE", "Matterport3D", "depth_name", "read_house_list"]

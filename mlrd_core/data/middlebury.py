@@ -306,7 +306,13 @@ class MiddleburyFiles(Dataset):
         return f"MiddleburyFiles({str(self.root)!r}, split={self.split!r}, {len(self)} scenes)"
 
 
-@register_dataset("middlebury")
+def _missing_files(*, split: str, root: str | os.PathLike[str] | None = None, **_: object) -> list[str]:
+    """Existence check of the benchmark folder (see :func:`mlrd_core.data.missing_files`); without ``root`` the
+    scikit-image sample is used."""
+    return [] if root is None or Path(root).is_dir() else [f"Middlebury folder not found: {root} (option root)"]
+
+
+@register_dataset("middlebury", splits=SPLITS, files=_missing_files)
 def build_middlebury(
     *, split: str = "test", root: str | os.PathLike[str] | None = None, disparity_file: str = "disp0.pfm"
 ) -> MiddleburyMotorcycle | MiddleburyFiles:

@@ -52,7 +52,7 @@ from PIL import Image, ImageFile
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from mlrd_core.data import register_dataset
+from mlrd_core.data import OptionRule, register_dataset
 from mlrd_core.data.colorization import fill_depth_colorization
 from mlrd_core.data.provenance import Source, file_source, zip_source
 from mlrd_core.errors import DataError
@@ -397,7 +397,37 @@ class NYUv2Labeled(_PerProcessHandle):
         return filled
 
 
-register_dataset("nyuv2")(NYUv2Labeled)
+def _missing_labeled(
+    *,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    mat_path: str | os.PathLike[str] | None = None,
+    splits_path: str | os.PathLike[str] | None = None,
+    **_: object,
+) -> list[str]:
+    """Existence check of the files ``nyuv2`` reads (see :func:`mlrd_core.data.missing_files`)."""
+    if root is not None and not Path(root).is_dir():
+        return [f"NYUv2 folder not found: {root} (option root)"]
+    wanted = [(mat_path, LABELED_FILE, "mat_path")]
+    if split != "all":
+        wanted.append((splits_path, SPLITS_FILE, "splits_path"))
+    missing = []
+    for explicit, name, option in wanted:
+        if explicit is None and root is None:
+            continue
+        path = Path(explicit) if explicit is not None else Path(root) / name  # type: ignore[arg-type]
+        if not path.is_file():
+            missing.append(f"NYUv2 file not found: {path} (option {option if explicit is not None else 'root'})")
+    return missing
+
+
+register_dataset(
+    "nyuv2",
+    splits=SPLITS,
+    options={"depth": OptionRule(choices=DEPTH_KINDS), "fill_alpha": OptionRule(positive=True)},
+    needs=[("root", "mat_path")],
+    files=_missing_labeled,
+)(NYUv2Labeled)
 
 
 # -------------------------------------------------------------------------------------------------- zip
@@ -653,4 +683,31 @@ class NYUv2Zip(_PerProcessHandle):
         return make_item(image_chw(image), depth, position, where=f"{rgb_member} / {depth_member} in {self.zip_path}")
 
 
-register_dataset("nyuv2-zip")(NYUv2Zip)
+def _missing_zip(
+    *,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    train_set: str = "sequences",
+    zip_path: str | os.PathLike[str] | None = None,
+    **_: object,
+) -> list[str]:
+    """Existence check of the zip ``nyuv2-zip`` reads (see :func:`mlrd_core.data.missing_files`)."""
+    if zip_path is not None:
+        return [] if Path(zip_path).is_file() else [f"NYUv2 zip not found: {zip_path} (option zip_path)"]
+    if root is None:
+        return []
+    if not Path(root).is_dir():
+        return [f"NYUv2 folder not found: {root} (option root)"]
+    names = ZIP_NAMES.get((split, train_set if split == "train" else None), ())
+    if any((Path(root) / name).is_file() for name in names):
+        return []
+    return [f"no NYUv2 zip for split {split!r} in {root}; expected one of {', '.join(names)}"]
+
+
+register_dataset(
+    "nyuv2-zip",
+    splits=SPLITS_ZIP,
+    options={"train_set": OptionRule(choices=TRAIN_SETS), "depth_scale": OptionRule(positive=True)},
+    needs=[("root", "zip_path")],
+    files=_missing_zip,
+)(NYUv2Zip)

@@ -38,7 +38,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from mlrd_core.data import register_dataset
+from mlrd_core.data import OptionRule, register_dataset
 from mlrd_core.data.nyuv2 import decode_depth_png, decode_image, image_chw, item_position, make_item, mat_variables
 from mlrd_core.data.provenance import Source, file_source, folder_source
 from mlrd_core.errors import DataError
@@ -229,4 +229,34 @@ class SUNRGBD(Dataset):
         return [dict(s) for s in self._sources]
 
 
-register_dataset("sunrgbd")(SUNRGBD)
+def _missing_files(
+    *,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    split_path: str | os.PathLike[str] | None = None,
+    **_: object,
+) -> list[str]:
+    """Existence check of the folders and split file a split reads (see :func:`mlrd_core.data.missing_files`)."""
+    if root is None:
+        return []
+    base = Path(root)
+    if not base.is_dir():
+        return [f"SUN RGB-D folder not found: {root} (option root)"]
+    try:
+        data_dir = _data_folder(base)
+    except DataError as exc:
+        return [str(exc)]
+    if split != "all":
+        listed = Path(split_path) if split_path is not None else data_dir.parent / SPLIT_FILE
+        if not listed.is_file():
+            return [f"SUN RGB-D split file not found: {listed}"]
+    return []
+
+
+register_dataset(
+    "sunrgbd",
+    splits=SPLITS,
+    options={"depth": OptionRule(choices=tuple(DEPTH_FOLDERS)), "max_depth": OptionRule(positive=True)},
+    needs=[("root",)],
+    files=_missing_files,
+)(SUNRGBD)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mlrd_core.data import register_dataset
+from mlrd_core.data import OptionRule, register_dataset
 from mlrd_core.errors import DataError
 
 __all__ = [
@@ -739,7 +739,16 @@ class SyntheticDepth(Dataset):
         )
 
 
-@register_dataset("synthetic")
+@register_dataset(
+    "synthetic",
+    splits=SPLITS,
+    options={
+        "length": OptionRule(minimum=1),
+        "height": OptionRule(minimum=1),
+        "width": OptionRule(minimum=1),
+        "scene_seed": OptionRule(minimum=0),
+    },
+)
 def build_synthetic(
     *,
     split: str = "train",

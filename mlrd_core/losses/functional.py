@@ -37,6 +37,7 @@ reproduces the fused values, which the tests use as one more cross-check.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -47,9 +48,18 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mlrd_core.errors import ExpressionError, ShapeError
-from mlrd_core.losses.registry import LOSS_BY_NAME, LOSS_NAMES, loss_name
+from mlrd_core.losses.registry import LOSS_BY_NAME, LOSS_NAMES, TERMS, loss_name
 
-__all__ = ["NORMAL_EPS", "WINDOWS", "box_mean", "compute_losses", "scale_map"]
+__all__ = [
+    "NORMAL_EPS",
+    "WINDOWS",
+    "box_mean",
+    "compute_losses",
+    "scale_map",
+    "scale_size",
+    "vanishing_losses",
+    "zero_terms",
+]
 
 #: The ``+ 1e-8`` of the authors' cosine denominator (DESIGN §2).
 NORMAL_EPS: float = 1e-8
@@ -733,3 +743,50 @@ def compute_losses(
         return values
     # One gather instead of a column select per loss (one autograd node, whatever the number of names).
     return values.index_select(1, torch.tensor(order, device=values.device))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Which losses vanish at an input size: read off the pyramid's shapes (no computation).
+
+
+def scale_size(size: tuple[int, int], k: int) -> tuple[int, int]:
+    """The ``(h, w)`` of the map at scale ``k`` for a full-resolution ``size`` (H, W), as :func:`scale_map` makes
+    it: ``(floor(H / 2**k), floor(W / 2**k))``, or ``(1, 1)`` when ``min(H, W) < 2**k`` (the 1×1 rule)."""
+    height, width = size
+    if k == 0:
+        return height, width
+    if min(height, width) < 2**k:
+        return 1, 1
+    return math.floor(height * 0.5**k), math.floor(width * 0.5**k)
+
+
+def zero_terms(height: int, width: int) -> tuple[str, ...]:
+    """The terms that are identically zero on an ``height × width`` map, whatever the prediction and target.
+
+    On a single row every column difference is the zero border (``c``, ``rc``, ``cc``; ``Nc`` compares two flat
+    normals, ``1 - 1/(1 + 1e-8)``); on a single column the same holds for the row differences (``r``, ``rr``,
+    ``rc``, ``Nr``); on a 1×1 map also the mean removals (``M``, ``M5``, ``M17``, ``M65``: the mean of one pixel is
+    the pixel) and the normal ``N``, leaving ``D`` only. Larger maps have no such term.
+    """
+    if height == 1 and width == 1:
+        return tuple(t for t in TERMS if t != "D")
+    zero: set[str] = set()
+    if height == 1:
+        zero |= {"c", "rc", "cc", "Nc"}
+    if width == 1:
+        zero |= {"r", "rr", "rc", "Nr"}
+    return tuple(t for t in TERMS if t in zero)
+
+
+def vanishing_losses(names: Iterable[str], size: tuple[int, int]) -> dict[int, tuple[tuple[int, int], tuple[str, ...]]]:
+    """Losses of ``names`` that are identically zero for inputs of ``size`` (H, W), by scale:
+    ``{k: ((h, w) of scale k, (names...))}``; empty when every loss can be non-zero. ``L`` at 32×64 gives
+    ``{5: ((1, 2), ("l_c^5", "l_rc^5", "l_cc^5", "l_Nc^5"))}``. Computed from the shapes of the pyramid
+    (:func:`scale_size`, :func:`zero_terms`), without running a loss."""
+    by_scale: dict[int, list[str]] = {}
+    for name in names:
+        spec = LOSS_BY_NAME[name]
+        h, w = scale_size(size, spec.scale)
+        if spec.term in zero_terms(h, w):
+            by_scale.setdefault(spec.scale, []).append(name)
+    return {k: (scale_size(size, k), tuple(found)) for k, found in sorted(by_scale.items())}

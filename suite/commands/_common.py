@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from suite.plan import PlannedRun, plan
-from suite.spec import Spec, apply_overrides, load_spec
+from suite.spec import Spec, apply_overrides, check_files, load_spec, require_files
 
 DEFAULT_RESULTS = Path("results")
 #: Width of rich tables written to a file or a pipe (rich's default there is 80 columns, which folds wide tables).
@@ -103,11 +104,20 @@ def make_executor(args: argparse.Namespace, spec: Spec, store: Any, *, cpu_slots
     return executor, f"on {len(slots)} slot(s) [{', '.join(s.name for s in slots)}]"
 
 
-def load_plan(args: argparse.Namespace) -> tuple[Spec, list[PlannedRun]]:
-    """Load, override and validate the spec, and expand it. Every spec error is raised here, before any write."""
+def load_plan(args: argparse.Namespace, *, files: str = "ignore") -> tuple[Spec, list[PlannedRun]]:
+    """Load, override and validate the spec, and expand it. Every spec error is raised here, before any write.
+
+    ``files`` says what to do about data and weights files the runs would read and that are missing on this machine
+    (:func:`suite.spec.check_files`): ``"error"`` (commands that train: a ConfigError listing them), ``"warn"``
+    (``plan``: one line each on stderr) or ``"ignore"`` (commands that only read results)."""
     spec = load_spec(args.spec)
     if args.overrides:
         spec = apply_overrides(spec, args.overrides)
+    if files == "error":
+        require_files(spec)
+    elif files == "warn":
+        for problem in check_files(spec):
+            print(f"warning: {problem}", file=sys.stderr)
     return spec, plan(spec)
 
 

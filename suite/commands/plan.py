@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec, runs = load_plan(args)
+    spec, runs = load_plan(args, files="warn")
     return show_plan(args, spec, runs)
 
 

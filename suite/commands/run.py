@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.progress import SuiteProgress
     from suite.store import RunState
 
-    spec, runs = load_plan(args)
+    spec, runs = load_plan(args, files="warn" if args.dry_run else "error")
     if args.dry_run:
         from suite.commands.plan import show_plan
 

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 0:
         print("error: --trials must be >= 0", file=sys.stderr)
         return 2
-    spec, _ = load_plan(args)
+    spec, _ = load_plan(args, files="error")
     search = require_search(spec)
     check_executor_arguments(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the search prints its own trial lines
