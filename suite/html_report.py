@@ -39,6 +39,7 @@ from mlrd_core.data.mixture import dataset_label
 from suite.plan import PlannedRun
 from suite.report import MISSING, Cell, ReportTable, Row, _md_row, render_markdown
 from suite.spec import Spec, Table
+from suite.tables import DATA_SOURCES_KEY, data_sources
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -530,30 +531,16 @@ def _config_html(spec: Spec) -> str:
     )
 
 
-#: The environment key under which a run records the data files each split read (mlrd_core.data.provenance).
-DATA_SOURCES_KEY = "data_sources"
-
-
 def _data_files_html(envs: Mapping[str, Mapping[str, str]]) -> str:
     """The files the runs read (the ``data_sources`` fact: per split, one record per file or folder), one row per
     distinct (split, record) with the number of runs that read it; "" when no run recorded any (generated data)."""
     seen: dict[str, tuple[str, dict[str, Any], int]] = {}
-    for env in envs.values():
-        text = env.get(DATA_SOURCES_KEY)
-        if not text:
-            continue
-        try:
-            splits = json.loads(text)
-        except ValueError:
-            continue
-        if not isinstance(splits, Mapping):
-            continue
+    for splits in data_sources(envs).values():
         for split, records in splits.items():
-            for record in records if isinstance(records, list) else [records]:
-                record = dict(record) if isinstance(record, Mapping) else {"source": record}
+            for record in records:
                 key = json.dumps([split, record], sort_keys=True, default=str)
                 _, _, n = seen.get(key, (split, record, 0))
-                seen[key] = (str(split), record, n + 1)
+                seen[key] = (split, record, n + 1)
     if not seen:
         return ""
     fields = list(dict.fromkeys(k for _, record, _ in seen.values() for k in record))
@@ -578,7 +565,7 @@ def _environment_html(runs: Sequence[PlannedRun], envs: Mapping[str, Mapping[str
     values: dict[str, dict[str, int]] = {}
     for env in envs.values():
         for key, value in env.items():
-            if key == DATA_SOURCES_KEY:
+            if key == DATA_SOURCES_KEY:  # shown as a table of its own
                 continue
             counts = values.setdefault(key, {})
             counts[value] = counts.get(value, 0) + 1
@@ -723,7 +710,7 @@ def build_report(
         if table.timings:
             tables.append(render_timing_html(table, timing_frame(table, runs, timings)))
         else:
-            tables.append(render_html(metric_table_model(spec, table, runs, metrics)))
+            tables.append(render_html(metric_table_model(spec, table, runs, metrics, data_sources(envs))))
     figures, n_figures = _figures_html(results / spec.name / "figures")
     search = _search_html(spec, url)
 

@@ -677,6 +677,7 @@ class ReportTable:
     protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     baseline_arm: str | None = None
+    data_note: str | None = None
 
     def compared_rows(self) -> list[tuple[Section, Row]]:
         """The measured rows that have a baseline, with their part, in table order."""
@@ -973,7 +974,10 @@ def _legend(table: ReportTable, *, latex: bool) -> str:
             + ("red/blue" if latex else "(+)/(−)")
         )
     parts.append(f"{MISSING if not latex else '--'}: not available")
-    return "; ".join(parts) + "."
+    legend = "; ".join(parts) + "."
+    if table.data_note:
+        legend += " " + (_latex_escape(table.data_note) if latex else _md_escape(table.data_note)) + "."
+    return legend
 
 
 def pct(latex: bool) -> str:

@@ -7,9 +7,12 @@ show mean ± std per arm over seeds and the ratio of each mean to the ``ratio_to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -72,16 +75,84 @@ def layout_for(spec: Spec, table: Table) -> TableLayout:
     )
 
 
-def metric_table_model(spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame) -> ReportTable:
-    """The report model of a metric table: what every rendering (Markdown, LaTeX, CSV, HTML) prints."""
+#: The environment key under which a run records the files each split read (see mlrd_core.data.provenance).
+DATA_SOURCES_KEY = "data_sources"
+#: What a table's footnote says of a data source: its name, item count and the first characters of its hash.
+_HASH_SHOWN = 12
+
+RunSources = Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]
+
+
+def data_sources(environments: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{run_id: {split: [record, ...]}}`` from the store's environment facts of each run (the ``data_sources``
+    fact, JSON). Runs without it (generated data), and facts that do not parse, are left out."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for run_id, env in environments.items():
+        text = env.get(DATA_SOURCES_KEY)
+        try:
+            splits = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if not isinstance(splits, Mapping):
+            continue
+        out[run_id] = {
+            str(split): [dict(r) if isinstance(r, Mapping) else {"name": str(r)} for r in records]
+            for split, records in splits.items()
+            if isinstance(records, list)
+        }
+    return out
+
+
+def data_note(runs: Sequence[PlannedRun], sources: RunSources) -> str | None:
+    """The footnote of a table: per split, each file its runs read (name, items, hash prefix) and, when the runs
+    did not all read the same, how many read each. None when no run recorded a file (generated data)."""
+    by_split: dict[str, dict[str, int]] = {}
+    ids = dict.fromkeys(r.run_id for r in runs)
+    for run_id in ids:
+        for split, records in sources.get(run_id, {}).items():
+            for record in records:
+                text = str(record.get("name", "?"))
+                details = []
+                if isinstance(record.get("items"), int):
+                    details.append(f"{record['items']:,} items")
+                if record.get("hash"):
+                    details.append(f"{record.get('hash_kind', 'sha256')} {str(record['hash'])[:_HASH_SHOWN]}")
+                if details:
+                    text += f" ({', '.join(details)})"
+                counts = by_split.setdefault(split, {})
+                counts[text] = counts.get(text, 0) + 1
+    if not by_split:
+        return None
+    read = sum(1 for run_id in ids if run_id in sources)
+    parts = []
+    for split, counts in by_split.items():
+        files = [text if n == read else f"{text} [{n} of {read} runs]" for text, n in counts.items()]
+        parts.append(f"{split}: {'; '.join(files)}")
+    return "Data read by the runs: " + " | ".join(parts)
+
+
+def metric_table_model(
+    spec: Spec,
+    table: Table,
+    runs: Sequence[PlannedRun],
+    metrics: pd.DataFrame,
+    sources: RunSources | None = None,
+) -> ReportTable:
+    """The report model of a metric table: what every rendering (Markdown, LaTeX, CSV, HTML) prints. ``sources``
+    (:func:`data_sources` of the store's environments) gives the footnote naming the files the runs read."""
     layout = layout_for(spec, table)
     summary = summarize(metrics, split=table.split)
     refs = references_frame(spec, table.metrics) if table.references else None
-    return build_table(summary, layout, descriptors_frame(runs), refs)
+    model = build_table(summary, layout, descriptors_frame(runs), refs)
+    mine = [r for r in runs if r.group in table.groups]
+    note = data_note(mine, sources or {})
+    return dataclasses.replace(model, data_note=note) if note else model
 
 
-def _render_metric_table(spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame) -> dict[str, str]:
-    model = metric_table_model(spec, table, runs, metrics)
+def _render_metric_table(
+    spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame, sources: RunSources | None
+) -> dict[str, str]:
+    model = metric_table_model(spec, table, runs, metrics, sources)
     return {"md": render_markdown(model), "latex": render_latex(model), "csv": render_csv(model)}
 
 
@@ -139,15 +210,20 @@ def _render_timing_table(table: Table, runs: Sequence[PlannedRun], timings: pd.D
 
 
 def render_spec_tables(
-    spec: Spec, runs: Sequence[PlannedRun], metrics: pd.DataFrame, timings: pd.DataFrame
+    spec: Spec,
+    runs: Sequence[PlannedRun],
+    metrics: pd.DataFrame,
+    timings: pd.DataFrame,
+    sources: RunSources | None = None,
 ) -> dict[str, dict[str, str]]:
-    """``{table name: {format: text}}`` for every table of the spec (pure: no I/O)."""
+    """``{table name: {format: text}}`` for every table of the spec (pure: no I/O). ``sources``: the files each
+    run read (:func:`data_sources`), named in the metric tables' footnotes."""
     out: dict[str, dict[str, str]] = {}
     for table in spec.tables:
         if table.timings:
             out[table.name] = _render_timing_table(table, runs, timings)
         else:
-            out[table.name] = _render_metric_table(spec, table, runs, metrics)
+            out[table.name] = _render_metric_table(spec, table, runs, metrics, sources)
     return out
 
 

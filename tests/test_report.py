@@ -9,7 +9,9 @@ purpose is accepted by regenerating them and reviewing the diff::
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -563,3 +565,32 @@ def test_golden(suffix: str, render: Callable[[ReportTable], str]) -> None:
         f"{path.name} differs from the rendering; if the change is intended, rerun with MLRD_UPDATE_GOLDEN=1 "
         "and review the diff"
     )
+
+
+def test_the_footnote_names_the_files_the_runs_read() -> None:
+    from types import SimpleNamespace
+
+    from suite.tables import data_note, data_sources
+
+    record = {"name": "train_reduced05.zip", "items": 47584, "hash": "ab" * 32, "hash_kind": "zip-entries-sha256"}
+    test_record = {"name": "nyu_test.zip", "items": 654, "hash": "cd" * 32, "hash_kind": "zip-entries-sha256"}
+    envs = {
+        "r1": {"data_sources": json.dumps({"train": [record], "test": [test_record]}), "torch": "2.13.0"},
+        "r2": {"data_sources": json.dumps({"train": [record | {"hash": "ef" * 32}], "test": [test_record]})},
+        "r3": {"torch": "2.13.0"},  # generated data: nothing recorded
+        "r4": {"data_sources": "{not json"},
+    }
+    sources = data_sources(envs)
+    assert set(sources) == {"r1", "r2"}
+    runs = [SimpleNamespace(run_id=r) for r in ("r1", "r2", "r3")]
+    note = data_note(runs, sources)  # type: ignore[arg-type]
+    assert note is not None and note.startswith("Data read by the runs: train: ")
+    # two runs read different train zips: each is named with its hash prefix and how many runs read it
+    assert "train_reduced05.zip (47,584 items, zip-entries-sha256 abababababab) [1 of 2 runs]" in note
+    assert "train_reduced05.zip (47,584 items, zip-entries-sha256 efefefefefef) [1 of 2 runs]" in note
+    assert "test: nyu_test.zip (654 items, zip-entries-sha256 cdcdcdcdcdcd)" in note and "cdcd) [" not in note
+    assert data_note(runs[2:], sources) is None
+    table = build_table(summarize(metrics_frame()), LAYOUT, DESCRIPTORS)
+    noted = render_markdown(dataclasses.replace(table, data_note=note))
+    assert note.replace("|", "\\|") in noted
+    assert "train\\_reduced05.zip" in render_latex(dataclasses.replace(table, data_note=note))

@@ -39,15 +39,18 @@ def render_and_write(
     Tables without a single result are not written over files already there (an empty table never replaces
     rendered numbers); the text is still returned."""
     from suite.report import METRICS_FRAME_COLUMNS
-    from suite.tables import TIMINGS_FRAME_COLUMNS, render_spec_tables, write_tables
+    from suite.tables import TIMINGS_FRAME_COLUMNS, data_sources, render_spec_tables, write_tables
 
+    sources = {}
     if store is None:
         metrics = pd.DataFrame(columns=list(METRICS_FRAME_COLUMNS))
         timings = pd.DataFrame(columns=list(TIMINGS_FRAME_COLUMNS))
     else:
         metrics = store.metrics_frame(spec=spec.name)
         timings = store.timings_frame(spec=spec.name)
-    rendered = render_spec_tables(spec, runs, metrics, timings)
+        done = metrics["run_id"].unique() if "run_id" in metrics else []
+        sources = data_sources({run_id: store.environment(run_id) for run_id in done})
+    rendered = render_spec_tables(spec, runs, metrics, timings, sources)
     folder = results / spec.name
     if metrics.empty and folder.is_dir() and any(folder.iterdir()):
         print(f"no results for {spec.name} yet: the tables in {folder}/ are left as they are", file=sys.stderr)
