@@ -129,16 +129,16 @@ def make_dataset(
 
     ``options`` go to the dataset's builder (split, root, ...; see each module), which returns items at their
     native resolution. They are checked against the builder's declaration first (:func:`dataset_info`): an unknown
-    option or a value of the wrong type or range is a :class:`DatasetOptionError` (a ``DataError``) naming the
-    option. When ``size`` (H, W) is given or ``augment`` is true, the dataset is wrapped in
+    option or a value of the wrong type or range is a :class:`~mlrd_core.errors.DataError` naming the option.
+    When ``size`` (H, W) is given or ``augment`` is true, the dataset is wrapped in
     :class:`mlrd_core.data.transforms.TransformedDataset`, which resizes to the network input and applies the
     paper's augmentations with a generator seeded by (seed, epoch, index).
     """
     info = dataset_info(name)
     try:
         check_options(info, {k: v for k, v in options.items() if k != "split"})  # the builder names bad splits
-    except DatasetOptionError as exc:
-        raise DatasetOptionError(exc.key, exc.reason, f"dataset {name!r}: option {exc}") from None
+    except DatasetOptionError as exc:  # a plain DataError: the type a worker records, which is never retried
+        raise DataError(f"dataset {name!r}: option {exc}") from None
     dataset = DATASETS[name](**options)
     if size is None and not augment:
         return dataset
