@@ -1,4 +1,4 @@
-"""The Optuna search over λ-schedule shapes (DESIGN §5 "Search"; the spec's ``[search]`` section, docs/search.md).
+"""The Optuna search over λ-schedule shapes (the spec's ``[search]`` section, docs/search.md).
 
 A **trial** is one λ schedule, sampled from the spec's schedule template (and the searched settings, if any), run
 on the search's seeds:

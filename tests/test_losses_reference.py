@@ -1,4 +1,4 @@
-"""The fused losses against a direct, per-term transcription of their formulas (DESIGN §2), in float64.
+"""The fused losses against a direct, per-term transcription of their formulas, in float64.
 
 The reference below is written for clarity, not speed: every loss resizes ``P`` and ``T`` itself, differences
 are plain slicing into zero-initialized full-size maps, local means are replicate pad + ``avg_pool2d`` of ``P`` and
@@ -169,7 +169,7 @@ def test_gradients_match_reference(height: int, width: int) -> None:
 
 
 def test_second_differences_commute() -> None:
-    """∇_c∇_r D = ∇_r∇_c D with the replicate border (DESIGN §2), so l_rc and the Nr/Nc pairs are well defined."""
+    """∇_c∇_r D = ∇_r∇_c D with the replicate border, so l_rc and the Nr/Nc pairs are well defined."""
     y = torch.rand(2, 1, 13, 17, dtype=F64)
     torch.testing.assert_close(ref_dc(ref_dr(y)), ref_dr(ref_dc(y)), rtol=0, atol=1e-15)
 

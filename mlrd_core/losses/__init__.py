@@ -1,6 +1,6 @@
 """The loss space: 78 named losses, named sets, set expressions and the fused loss computation.
 
-Public API (DESIGN §2): ``LOSS_NAMES``, ``LOSS_SETS``, ``LossSpec``, ``list_losses``, ``select``,
+Public API (docs/loss-space.md): ``LOSS_NAMES``, ``LOSS_SETS``, ``LossSpec``, ``list_losses``, ``select``,
 ``compute_losses``.
 """
 

@@ -25,8 +25,8 @@ gives the ASCII one):
 Decisions:
 
 - Precedence: ``&`` binds tighter than ``|`` and ``-``, which share one level and associate to the left, so
-  ``A - B | C`` is ``(A - B) | C`` and ``A | B & C`` is ``A | (B & C)`` (as in the DESIGN; note that this is
-  not Python's precedence, where ``-`` binds tighter than ``&``).
+  ``A - B | C`` is ``(A - B) | C`` and ``A | B & C`` is ``A | (B & C)`` (docs/loss-space.md, "Precedence";
+  note that this is not Python's precedence, where ``-`` binds tighter than ``&``).
 - Whitespace is insignificant everywhere, also inside a name around ``_`` and ``^`` (``L ^ 3`` is ``L^3``).
 - LaTeX-style braces around a subscript or superscript are accepted, since the paper writes
   ``\\mathcal{L}^{3}``: ``L^{3}``, ``L_{D}``, ``l_{M17}^{2}``. LaTeX commands (``\\cup``, ``\\mathcal``) are

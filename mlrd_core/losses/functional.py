@@ -1,7 +1,7 @@
 """Fused computation of the 78-loss space of Lee & Kim (ECCV 2020, §3.1, Table 1, eqs. 3-8).
 
 ``compute_losses(pred, target, names)`` returns a ``[B, len(names)]`` tensor: one column per requested loss, one
-row per image. The numerical conventions are those of DESIGN §2, which follow the authors' released code:
+row per image. The numerical conventions follow the authors' released code (docs/loss-space.md lists the terms):
 
 * **Pyramid.** Scale ``k`` is ``F.interpolate(x, scale_factor=0.5**k, mode="bicubic", align_corners=False)`` of
   the full-resolution map (not a cascade, no antialias). A scale whose map would be smaller than one pixel on a
@@ -16,7 +16,7 @@ row per image. The numerical conventions are those of DESIGN §2, which follow t
   padding may be wider than the map, e.g. 9 x 12 with ``n = 65``).
 * **Reduction**: per image, mean over ``C·H·W`` (``C = 1``); results keep the input dtype.
 
-How it is fast (DESIGN §6):
+How it is fast (docs/performance.md, "The 78 losses"):
 
 * Bicubic resizing, mean removal, box filters and finite differences are linear, so each of the 10 non-normal
   terms is ``mean |A_t E|`` for a linear operator ``A_t`` and the error map ``E = P - T``. The pyramid of ``E`` is
@@ -61,7 +61,7 @@ __all__ = [
     "zero_terms",
 ]
 
-#: The ``+ 1e-8`` of the authors' cosine denominator (DESIGN §2).
+#: The ``+ 1e-8`` of the authors' cosine denominator (see "Normals" above).
 NORMAL_EPS: float = 1e-8
 
 #: Window size ``n`` of each local-mean-removed term (paper eq. 5, Table 1).
@@ -80,7 +80,7 @@ _FLOAT32_EXACT_INT = 2**24
 
 
 def scale_map(x: Tensor, k: int, *, mode: str = "bicubic") -> Tensor:
-    """The map at scale ``k``: ``x`` resized by ``0.5**k`` (DESIGN §2, paper §3.1 "repeatedly halve").
+    """The map at scale ``k``: ``x`` resized by ``0.5**k`` (see "Pyramid" above; paper §3.1 "repeatedly halve").
 
     ``F.interpolate(x, scale_factor=0.5**k, mode="bicubic", align_corners=False)`` of the full-resolution map,
     no antialias, exactly as the authors' code. When ``min(H, W) < 2**k`` the map would be smaller than one pixel

@@ -14,7 +14,7 @@ from mlrd_core.errors import ExpressionError
 #: Scales k = 0..5; scale k is the map resized by 0.5**k.
 SCALES: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
-#: The 13 terms in the canonical within-scale order of DESIGN §2.
+#: The 13 terms in the canonical within-scale order (Table 1 of the paper; docs/loss-space.md).
 TERMS: tuple[str, ...] = ("D", "M", "M5", "M17", "M65", "r", "c", "rr", "rc", "cc", "N", "Nr", "Nc")
 
 #: Term -> family (the paper's L_D, L_M, L_G, L_N sets).

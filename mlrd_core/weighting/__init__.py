@@ -1,4 +1,4 @@
-"""Loss-weighting methods (DESIGN §3): Lee & Kim's initialization + rebalancing, λ schedules, and baselines.
+"""Loss-weighting methods (docs/weighting.md): Lee & Kim's initialization + rebalancing, λ schedules, and baselines.
 
 Public API: :class:`WeightingMethod` (the interface the trainer calls), :class:`LeeKimWeighting`, the baselines
 (:class:`EqualWeighting`, :class:`FixedWeighting`, :class:`UncertaintyWeighting`, :class:`DWA`, :class:`RLW`,

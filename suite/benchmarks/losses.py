@@ -1,6 +1,6 @@
 """Loss-space benchmark: the fused :func:`~mlrd_core.losses.compute_losses` against the authors' operations.
 
-DESIGN §6 target: forward + backward of all 78 losses at least 10x faster than a direct transcription of the
+Target (docs/performance.md): forward + backward of all 78 losses at least 10x faster than a direct transcription of the
 authors' released code on the same tensors (B = 4, 1 x 288 x 384, float32, CPU), with values equal to float32
 rounding. :func:`authors_losses` is that transcription (``utils/loss.py`` and ``compute_multi_loss`` of
 github.com/jaehanlee-mcl/multi-loss-rebalancing-depth, operation for operation: a bicubic pyramid of ``P`` and of

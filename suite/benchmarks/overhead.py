@@ -1,4 +1,6 @@
-"""Suite-overhead benchmark: what the executor costs per run beyond the training itself (DESIGN §6: under 2 s).
+"""Suite-overhead benchmark: what the executor costs per run beyond the training itself (target < 2 s).
+
+The target is in docs/performance.md, "Targets".
 
 :func:`run_overhead_benchmark` pushes the same batch of tiny runs (synthetic scenes, ``test_resnet`` at 32x32,
 one epoch of a handful of images: a fraction of a second of training) through :class:`suite.executor.LocalExecutor`
@@ -46,7 +48,7 @@ __all__ = [
 
 #: The executor modes compared, baseline first: ``cold`` = ``LocalExecutor(warm=False)``.
 MODES = ("cold", "warm")
-#: DESIGN §6: suite overhead per run (plan, spawn, ingest) under this many seconds.
+#: The target (docs/performance.md): suite overhead per run (plan, spawn, ingest) under this many seconds.
 TARGET_S = 2.0
 SPEC_NAME = "bench-overhead"
 
@@ -337,7 +339,7 @@ def render_overhead_table(result: OverheadBenchmark) -> Table:
 
 
 def overhead_summary(result: OverheadBenchmark) -> str:
-    """The headline comparison and the DESIGN target, as plain lines."""
+    """The headline comparison and the target, as plain lines."""
     cold, warm = result.case("cold"), result.case("warm")
     verdict = "meets" if warm.median_s < TARGET_S else "MISSES"
     return "\n".join(
@@ -347,7 +349,7 @@ def overhead_summary(result: OverheadBenchmark) -> str:
             f"{result.mean_ratio:.2f}x)",
             f"runs whose spare was ready when they came: {warm.spares_ready} of {len(warm.wall_s)}, median overhead "
             + ("-" if warm.spares_ready == 0 else f"{warm.ready_median_s:.2f} s"),
-            f"with warm spares the median {verdict} the DESIGN target of < {TARGET_S:.0f} s per run",
+            f"with warm spares the median {verdict} the target of < {TARGET_S:.0f} s per run",
             "execute() per round: "
             + "; ".join(f"{c.label} {', '.join(f'{b:.1f} s' for b in c.batch_s)}" for c in result.cases),
         ]

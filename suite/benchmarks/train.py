@@ -1,7 +1,7 @@
-"""Training-step benchmark: what the loss set costs a full step of the paper's model (DESIGN §6, Table 7).
+"""Training-step benchmark: what the loss set costs a full step of the paper's model (Table 7; docs/performance.md).
 
-DESIGN §6 target: a training step with all 78 losses at most +5% slower than with ``{l_D^0}`` alone (the paper
-measured +21% on a TITAN X: 1.63 s vs 1.97 s per iteration, Table 7). :func:`run_train_benchmark` builds ONE
+Target (docs/performance.md): a training step with all 78 losses at most +5% slower than with ``{l_D^0}`` alone
+(the paper measured +21% on a TITAN X: 1.63 s vs 1.97 s per iteration, Table 7). :func:`run_train_benchmark` builds ONE
 depth model (default densenet161, decoder width 1024, 288x384, batch 2, random init) and ONE batch of synthetic
 scenes, then times the trainer's step for each loss set: forward (autocast on CUDA), ``compute_losses`` in float32,
 the non-finite check, the Lee-Kim weighting's ``observe`` and ``combine``, backward (through a GradScaler) and the
@@ -52,7 +52,7 @@ TRAIN_CASES: tuple[tuple[str, str], ...] = (
 BASELINE = TRAIN_CASES[0][0]
 #: The paper's Table 7 (TITAN X, DenseNet-161, 288x384), s/iter per case.
 PAPER_S_PER_ITER: dict[str, float] = {"{l_D^0}": 1.63, "L^3|L^4|L^5": 1.70, "L": 1.97}
-#: DESIGN §6: all 78 losses may add at most this fraction to a step of {l_D^0}.
+#: The target (docs/performance.md): all 78 losses may add at most this fraction to a step of {l_D^0}.
 TARGET_OVERHEAD = 0.05
 
 
@@ -333,7 +333,7 @@ def render_train_table(result: TrainBenchmark) -> Table:
 
 
 def train_summary(result: TrainBenchmark) -> str:
-    """The headline overhead against the DESIGN target and the paper, as plain lines."""
+    """The headline overhead against the target and the paper, as plain lines."""
     overhead = result.overhead_all
     verdict = "meets" if overhead <= TARGET_OVERHEAD else "MISSES"
     paper = PAPER_S_PER_ITER["L"] / PAPER_S_PER_ITER[BASELINE] - 1

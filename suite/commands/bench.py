@@ -1,4 +1,4 @@
-"""``python -m suite bench <target>``: performance benchmarks (DESIGN §6).
+"""``python -m suite bench <target>``: performance benchmarks (docs/performance.md).
 
 Targets are subcommands (``losses``, ``train``, ``overhead``): each one parses its own flags, calls a
 ``run_*_benchmark`` function of :mod:`suite.benchmarks` and prints a rich table or JSON.
@@ -143,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     train = targets.add_parser(
         "train",
-        help="training-step time with all 78 losses vs {l_D^0} vs L^3|L^4|L^5 (Table 7, DESIGN target <= +5%%)",
+        help="training-step time with all 78 losses vs {l_D^0} vs L^3|L^4|L^5 (Table 7, target <= +5%%)",
         description=(
             "Time full training steps (forward, losses, backward, Adam) of one model on one batch for {l_D^0}, "
             "L^3|L^4|L^5 and all 78 losses, in interleaved rounds in one process; report medians and ratios to "
