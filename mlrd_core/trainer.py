@@ -80,10 +80,16 @@ def period_ends(n_batches: int, periods_per_epoch: int) -> list[int]:
 
 
 def split_options(config: RunConfig, split: str) -> dict[str, Any]:
-    """``dataset_options`` shared by all splits, with ``dataset_options[split]`` (a table) overriding them."""
-    opts = {k: v for k, v in config.dataset_options.items() if not isinstance(v, Mapping)}
-    opts.update(config.dataset_options.get(split, {}) or {})
-    return opts
+    """``dataset_options`` shared by all splits, with ``dataset_options[split]`` (a table) overriding them; for a
+    mixture, those of its eval dataset (:func:`mlrd_core.data.mixture.options_for`)."""
+    from mlrd_core.data.mixture import eval_dataset_name, options_for
+
+    return options_for(config, eval_dataset_name(config), split)
+
+
+def _data_log(message: str) -> None:
+    """A note of the data build (a mixture's parts, the leakage guard's count): on stderr, in a worker's log."""
+    print(f"data: {message}", file=sys.stderr, flush=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -357,7 +363,7 @@ def fit(
     ``progress(kind, info)`` is called with kind ``"step"``, ``"period"``, ``"epoch"`` and ``"test"``; the suite
     turns these into heartbeats and live progress. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
     """
-    from mlrd_core.data import make_dataset
+    from mlrd_core.data.mixture import run_dataset
     from mlrd_core.data.provenance import dataset_sources
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.model import create_depth_model
@@ -387,7 +393,8 @@ def fit(
     step_model = torch.compile(model) if config.compile else model
 
     def data(split: str, **extra: Any) -> Dataset:
-        return make_dataset(config.dataset, split=split, seed=seed, **split_options(config, split), **extra)
+        # one dataset, or a mixture for training (mlrd_core.data.mixture); val/test read the eval dataset
+        return run_dataset(config, split, seed=seed, log=_data_log, **extra)
 
     def measure(dataset: Dataset) -> tuple[dict[str, float], float]:
         return evaluate(
@@ -531,9 +538,9 @@ def _record(result: RunResult, split: str, epoch: int, protocol: str, metrics: M
 
 def steps_per_epoch(config: RunConfig) -> int:
     """Training steps in one epoch of ``config`` (builds the training dataset, which is cheap: items load lazily)."""
-    from mlrd_core.data import make_dataset
+    from mlrd_core.data.mixture import run_dataset
 
-    n = len(make_dataset(config.dataset, split=config.train_split, **split_options(config, config.train_split)))  # type: ignore[arg-type]
+    n = len(run_dataset(config, config.train_split, train=True))  # type: ignore[arg-type]
     return len(epoch_batches(n, config.batch_size, 0, 0, config.max_steps_per_epoch))
 
 

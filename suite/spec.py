@@ -101,7 +101,10 @@ SHORTHANDS: tuple[str, ...] = ("schedule", "init", "rebalance", "clip")
 SETTING_KEYS: tuple[str, ...] = (*RUN_KEYS, *SHORTHANDS)
 #: Keys whose value is itself a list: in an arm, such a list is a value; a list of lists (or, for ``clip``, a list
 #: holding any list) is a grid.
-SEQUENCE_KEYS: frozenset[str] = frozenset({"input_size", "clip"})
+SEQUENCE_KEYS: frozenset[str] = frozenset({"input_size", "clip", "dataset", "dataset_weights"})
+#: The data keys of a mixture, checked and resolved by :func:`_check_mixture_level` / :func:`_resolve_mixture`:
+#: ``dataset`` (a name, or a list of names: a mixture), ``dataset_weights`` and ``eval_dataset``.
+MIXTURE_KEYS: frozenset[str] = frozenset({"dataset", "dataset_weights", "eval_dataset"})
 #: Table-valued settings; they merge key by key across levels (dataset_options recursively).
 MAPPING_KEYS: frozenset[str] = frozenset({"dataset_options", "weighting_options"})
 
@@ -173,6 +176,8 @@ UNSEARCHABLE_KEYS: frozenset[str] = frozenset(
         "weighting_options",
         "dataset",
         "dataset_options",
+        "dataset_weights",
+        "eval_dataset",
         "input_size",
         "train_split",
         "val_split",
@@ -641,7 +646,7 @@ def _check_level(ctx: _Ctx, level: _Level) -> None:
     encoders, datasets and protocols. What depends on other keys (options vs method, input size vs encoder) is
     checked on each resolved arm."""
     for key, (value, path) in level.items():
-        if key in SHORTHANDS or key in MAPPING_KEYS:
+        if key in SHORTHANDS or key in MAPPING_KEYS or key in MIXTURE_KEYS:
             continue
         try:
             _coerce(value, _RUN_TYPES[key])
@@ -662,8 +667,7 @@ def _check_level(ctx: _Ctx, level: _Level) -> None:
                 raise ExpressionError(f"{ctx.source}: {path}: {exc}") from exc
             except MLRDError as exc:
                 raise ctx.error(path, str(exc)) from exc
-    if "dataset" in level:
-        _check_dataset(ctx, *level["dataset"])
+    _check_mixture_level(ctx, level)
     if "protocol" in level:
         _check_protocol(ctx, *level["protocol"])
     schedules = [level["schedule"]] if "schedule" in level else []
@@ -696,6 +700,128 @@ def _check_protocol(ctx: _Ctx, protocol: str, path: str) -> None:
         raise ctx.error(path, str(exc)) from exc
 
 
+# ---------------------------------------------------------------------------------------------------- mixtures
+
+
+def _mixture_value(ctx: _Ctx, key: str, value: object, path: str, *, check_names: bool = True) -> Any:
+    """One data key of a level in its stored form: ``dataset`` a name or a list of names (a mixture),
+    ``eval_dataset`` a name, ``dataset_weights`` a table ``{name = weight}`` or a list of weights in the order of
+    ``dataset`` (made a table by :func:`_resolve_mixture`). Names are checked against the registry."""
+    if key in ("dataset", "eval_dataset"):
+        names = value if key == "dataset" and isinstance(value, list) else [value]
+        if not names or not all(isinstance(n, str) for n in names):
+            shape = "a dataset name or a list of names (a mixture)" if key == "dataset" else "a dataset name"
+            raise ctx.error(path, f"{key} must be {shape}, got {_show(value)}")
+        if check_names:
+            for i, name in enumerate(names):
+                _check_dataset(ctx, name, f"{path}[{i}]" if isinstance(value, list) else path)
+        return list(value) if isinstance(value, list) else value
+    # dataset_weights
+    if isinstance(value, Mapping):
+        items = [(str(k), v, f"{path}.{k}") for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(str(i), v, f"{path}[{i}]") for i, v in enumerate(value)]
+    else:
+        raise ctx.error(path, f"dataset_weights must be a table {{dataset = weight}} or a list, got {_show(value)}")
+    for _, weight, where in items:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ctx.error(where, f"a dataset weight must be a number > 0, got {_show(weight)}")
+    return {k: float(v) for k, v, _ in items} if isinstance(value, Mapping) else [float(v) for _, v, _ in items]
+
+
+def _check_mixture_level(ctx: _Ctx, level: _Level) -> None:
+    """The data keys of a shared level on their own (names known, shapes right)."""
+    for key in sorted(MIXTURE_KEYS):
+        if key in level:
+            value, path = level[key]
+            _mixture_value(ctx, key, value, path)
+
+
+def _resolve_mixture(
+    ctx: _Ctx,
+    found: Mapping[str, tuple[Any, str]],
+    dataset_options: Mapping[str, Any],
+    options_path: str | None,
+    where: str,
+) -> dict[str, Any]:
+    """The resolved data keys of an arm (``dataset``, and for a mixture ``dataset_weights`` / ``eval_dataset``),
+    checked together with their key paths: every name known; a mixture of at least two distinct datasets that
+    names its ``eval_dataset``; weights one per dataset; ``dataset_options`` keyed by the mixture's datasets. A
+    one-dataset config gets no mixture keys, so its canonical JSON (and run id) is what it was before mixtures."""
+    value, path = found.get("dataset", (_RUN_DEFAULTS["dataset"], where))
+    dataset = _mixture_value(ctx, "dataset", value, path)
+    out: dict[str, Any] = {}
+    if isinstance(dataset, str):
+        for key in ("dataset_weights", "eval_dataset"):
+            if key in found and not (key == "eval_dataset" and found[key][0] == dataset):
+                raise ctx.error(
+                    found[key][1],
+                    f'{key} is for a mixture (dataset = ["a", "b", ...]); this arm trains on one dataset, '
+                    f"{dataset!r} (set at {path})",
+                )
+        return {"dataset": dataset}
+    if len(dataset) < 2:
+        raise ctx.error(
+            path,
+            f"a mixture needs at least two datasets, got {dataset}; for one write dataset = {dataset[0]!r}"
+            if dataset
+            else "dataset = [] names no dataset",
+        )
+    repeated = sorted({n for n in dataset if dataset.count(n) > 1})
+    if repeated:
+        raise ctx.error(path, f"a mixture names each dataset once; repeated: {', '.join(repeated)}")
+    if "eval_dataset" not in found:
+        raise ctx.error(
+            path,
+            f"a mixture ({' + '.join(dataset)}) needs eval_dataset: the dataset whose val/test splits evaluate the "
+            f"runs (the test split of that dataset alone, under the run's protocol), e.g. eval_dataset = "
+            f"{dataset[0]!r}",
+        )
+    eval_value, eval_path = found["eval_dataset"]
+    eval_dataset = _mixture_value(ctx, "eval_dataset", eval_value, eval_path)
+    out = {"dataset": tuple(dataset), "eval_dataset": eval_dataset}
+    if "dataset_weights" in found:
+        wvalue, wpath = found["dataset_weights"]
+        weights = _mixture_value(ctx, "dataset_weights", wvalue, wpath)
+        if isinstance(weights, list):
+            if len(weights) != len(dataset):
+                raise ctx.error(
+                    wpath,
+                    f"{len(weights)} weights for the {len(dataset)} datasets of the mixture ({', '.join(dataset)}, set "
+                    f"at {path}); give one weight per dataset, in its order, or a table {{dataset = weight}}",
+                )
+            weights = dict(zip(dataset, weights, strict=True))
+        extra = [n for n in weights if n not in dataset]
+        missing = [n for n in dataset if n not in weights]
+        if extra or missing:
+            parts = ([f"{', '.join(extra)} not in the mixture"] if extra else []) + (
+                [f"no weight for {', '.join(missing)}"] if missing else []
+            )
+            raise ctx.error(
+                wpath,
+                f"dataset_weights must weigh each dataset of the mixture ({', '.join(dataset)}): {'; '.join(parts)}",
+            )
+        out["dataset_weights"] = {n: weights[n] for n in dataset}
+    from mlrd_core.data import list_datasets
+
+    named = list(dict.fromkeys([*dataset, eval_dataset]))
+    kept: dict[str, Any] = {}
+    for key, table in dataset_options.items():
+        opath = f"{options_path or 'dataset_options'}.{key}"
+        if key not in list_datasets():
+            raise ctx.error(
+                opath,
+                f"a mixture's dataset_options hold one table per dataset ({', '.join(named)}); {key!r} is no "
+                f"dataset{_near(str(key), named)} (for a dataset's option write dataset_options.<dataset>.{key})",
+            )
+        if not isinstance(table, Mapping):
+            raise ctx.error(opath, f"the options of dataset {key!r} must be a table, got {_show(table)}")
+        if key in named:  # tables of datasets this arm does not read (shared defaults) stay out of its run id
+            kept[key] = table
+    out["dataset_options"] = kept
+    return out
+
+
 def _resolve(ctx: _Ctx, levels: Sequence[_Level], where: str) -> RunConfig:
     """Merge levels (outer to inner: defaults, group, arm, overrides) into a validated RunConfig.
 
@@ -706,6 +832,7 @@ def _resolve(ctx: _Ctx, levels: Sequence[_Level], where: str) -> RunConfig:
     values: dict[str, Any] = {}
     paths: dict[str, str] = {}
     dataset_options: dict[str, Any] = {}
+    mixture: dict[str, tuple[Any, str]] = {}
     weighting, weighting_path = _RUN_DEFAULTS["weighting"], "RunConfig default"
     options: dict[str, tuple[Any, str]] = {}
     for level in levels:
@@ -739,6 +866,10 @@ def _resolve(ctx: _Ctx, levels: Sequence[_Level], where: str) -> RunConfig:
             dataset_options = _deep_merge(dataset_options, ctx.table(value, path))
             paths["dataset_options"] = path
         for key, (value, path) in level.items():
+            if key in MIXTURE_KEYS:
+                mixture[key] = (value, path)
+                paths[key] = path
+                continue
             if key in SHORTHANDS or key in MAPPING_KEYS or key == "weighting":
                 continue
             try:
@@ -768,11 +899,11 @@ def _resolve(ctx: _Ctx, levels: Sequence[_Level], where: str) -> RunConfig:
             f"input_size {list(size)} must be multiples of {multiple} (the deepest reduction of {encoder!r}) so that "
             "the prediction has the input's size",
         )
-    _check_dataset(ctx, values.get("dataset", _RUN_DEFAULTS["dataset"]), paths.get("dataset", where))
     _check_protocol(ctx, values.get("protocol", _RUN_DEFAULTS["protocol"]), paths.get("protocol", where))
 
     data = {**values, "weighting": weighting, "weighting_options": resolved_options}
     data["dataset_options"] = dataset_options
+    data.update(_resolve_mixture(ctx, mixture, dataset_options, paths.get("dataset_options"), where))
     try:
         config = RunConfig.from_dict(data, where=f"{ctx.source}: {where}")
     except ConfigError as exc:
@@ -1198,6 +1329,8 @@ def _match_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
             return normalize_weighting_option(key, value)
         if key == "weighting":
             return _canonical_weighting(ctx.string(value, path))
+        if key in MIXTURE_KEYS:
+            return _mixture_value(ctx, key, value, path, check_names=False)
         return _jsonable(_coerce(value, _RUN_TYPES[key]))
     except ExpressionError as exc:
         raise ExpressionError(f"{ctx.source}: {path}: {exc}") from exc

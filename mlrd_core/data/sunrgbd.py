@@ -25,11 +25,21 @@ filled ``depth_bfx/``.
 the authors' machine (``/n/fs/sun3d/data/SUNRGBD/kv2/kinect2data/000065_...``); the part after ``SUNRGBD/`` is
 the scene folder. ``split="all"`` needs no split file and takes every scene folder found (one with ``image/``
 and ``depth/``). Scenes are sorted by their relative path (``dataset.scenes``).
+
+**NYUv2 frames.** ``kv1/NYUdata`` holds NYUv2's 1449 labelled frames, one scene folder each, named ``NYU0001`` ..
+``NYU1449``. The loader reads the four digits as the 1-based frame index of ``nyu_depth_v2_labeled.mat`` (the
+numbering of ``splits.mat``): a scene ``kv1/NYUdata/NYU<dddd>`` is labelled frame ``<dddd>``. That the release
+numbers the frames in the labelled file's order is our reading of the folder names (the count, 1449, matches),
+not a statement of the release. ``exclude_nyuv2="test"`` leaves out the frames of NYUv2's official test split
+(``testNdxs`` of ``splits.mat``, given as ``nyuv2_splits``); ``"all"`` leaves out every ``kv1/NYUdata`` scene,
+which depends on no numbering. A mixture evaluated on NYUv2 sets ``"test"`` itself (``mlrd_core.data.mixture``);
+the number left out is ``dataset.excluded_nyuv2`` and is recorded in :attr:`SUNRGBD.sources`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +60,12 @@ SPLIT_VARIABLES = {"train": "alltrain", "test": "alltest"}
 #: depth kind -> folder in a scene.
 DEPTH_FOLDERS = {"raw": "depth", "bfx": "depth_bfx"}
 SENSORS = ("kv1", "kv2", "realsense", "xtion")
+#: A scene of NYUv2's labelled frames: ``kv1/NYUdata/NYU<dddd>``, ``<dddd>`` the 1-based labelled frame index.
+NYU_SCENE = re.compile(r"^kv1/NYUdata/NYU(?P<frame>\d{4})$")
+#: Frames of ``nyu_depth_v2_labeled.mat`` (the range of ``splits.mat``'s indices).
+NYU_LABELED_FRAMES = 1449
+#: Values of the ``exclude_nyuv2`` option.
+EXCLUDE_NYUV2 = ("none", "test", "all")
 #: The toolbox's cap (read3dPoints.m: ``depthInpaint(depthInpaint > 8) = 8``), metres.
 TOOLBOX_MAX_DEPTH = 8.0
 
@@ -136,6 +152,9 @@ class SUNRGBD(Dataset):
         depth: ``raw`` (``depth/``, holes masked; default) or ``bfx`` (the dataset's filled ``depth_bfx/``).
         max_depth: metres above which depth is set to it, as the toolbox does (8); None keeps every value.
         split_path: the ``allsplit.mat`` (default ``root/SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat``).
+        exclude_nyuv2: ``none`` (default), ``test`` (leave out the ``kv1/NYUdata`` frames of NYUv2's test split,
+            read from ``nyuv2_splits``) or ``all`` (leave out every ``kv1/NYUdata`` frame).
+        nyuv2_splits: NYUv2's official ``splits.mat`` (``testNdxs``, 1-based), for ``exclude_nyuv2="test"``.
     """
 
     def __init__(
@@ -146,6 +165,8 @@ class SUNRGBD(Dataset):
         depth: str = "raw",
         max_depth: float | None = TOOLBOX_MAX_DEPTH,
         split_path: str | os.PathLike[str] | None = None,
+        exclude_nyuv2: str = "none",
+        nyuv2_splits: str | os.PathLike[str] | None = None,
     ) -> None:
         if root is None:
             raise DataError("sunrgbd needs root= (the folder with SUNRGBD/ and SUNRGBDtoolbox/)")
@@ -174,9 +195,33 @@ class SUNRGBD(Dataset):
                     f"{len(missing)} of the {len(self.scenes)} {split} scenes of {self.split_path} are not in "
                     f"{self.data_dir}: {shown}"
                 )
+        if exclude_nyuv2 not in EXCLUDE_NYUV2:
+            raise DataError(f"unknown exclude_nyuv2 {exclude_nyuv2!r}; valid: {', '.join(EXCLUDE_NYUV2)}")
+        self.exclude_nyuv2 = exclude_nyuv2
+        self.nyuv2_splits = Path(nyuv2_splits) if nyuv2_splits is not None else None
+        self.excluded_nyuv2 = 0
+        if exclude_nyuv2 != "none":
+            left_out = self._nyuv2_scenes_to_exclude()
+            self.scenes = [scene for scene in self.scenes if scene not in left_out]
+            self.excluded_nyuv2 = len(left_out)
         if not self.scenes:
             raise DataError(f"no SUN RGB-D scene folders (with image/ and depth/) under {self.data_dir}")
         self._sources: list[Source] | None = None
+
+    def _nyuv2_scenes_to_exclude(self) -> set[str]:
+        """The scenes of this split that ``exclude_nyuv2`` leaves out (see the module docstring)."""
+        nyu = {scene: match for scene in self.scenes if (match := NYU_SCENE.match(scene))}
+        if self.exclude_nyuv2 == "all":
+            return {scene for scene in self.scenes if scene.startswith("kv1/NYUdata/")}
+        if self.nyuv2_splits is None:
+            raise DataError(
+                'exclude_nyuv2 = "test" needs nyuv2_splits= (NYUv2\'s official splits.mat with testNdxs), '
+                'or exclude_nyuv2 = "all" to leave out every kv1/NYUdata frame'
+            )
+        from mlrd_core.data.nyuv2 import load_splits
+
+        test = {int(i) + 1 for i in load_splits(self.nyuv2_splits, NYU_LABELED_FRAMES)["test"]}  # 1-based
+        return {scene for scene, match in nyu.items() if int(match["frame"]) in test}
 
     def _find_scenes(self) -> list[str]:
         scenes = []
@@ -222,10 +267,16 @@ class SUNRGBD(Dataset):
         """The SUNRGBD folder (names and sizes of the image and depth files read) and the split file."""
         if self._sources is None:
             files = [path for i in range(len(self)) for path in self.files(i)]
-            settings = {"split": self.split, "depth": self.depth_kind, "max_depth": self.max_depth}
+            settings: dict[str, Any] = {"split": self.split, "depth": self.depth_kind, "max_depth": self.max_depth}
+            if self.exclude_nyuv2 != "none":
+                settings["exclude_nyuv2"] = self.exclude_nyuv2
+                settings["excluded_nyuv2_frames"] = self.excluded_nyuv2
             self._sources = [folder_source(self.data_dir, files, len(self), settings=settings)]
             if self.split_path is not None:
                 self._sources.append(file_source(self.split_path, len(self)))
+            if self.exclude_nyuv2 == "test" and self.nyuv2_splits is not None:
+                guard = {"use": "NYUv2 test frames left out of SUN RGB-D (kv1/NYUdata)"}
+                self._sources.append(file_source(self.nyuv2_splits, self.excluded_nyuv2, settings=guard))
         return [dict(s) for s in self._sources]
 
 
