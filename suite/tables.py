@@ -103,6 +103,24 @@ def data_sources(environments: Mapping[str, Mapping[str, str]]) -> dict[str, dic
     return out
 
 
+def _mixture_details(record: Mapping[str, Any]) -> list[str]:
+    """What a mixture part's record adds to the footnote: its share of an epoch, and what SUN RGB-D's leakage guard
+    left out (the count, on the SUN RGB-D folder's record; the role of NYUv2's splits.mat on its record)."""
+    out = []
+    mixture = record.get("mixture")
+    if isinstance(mixture, Mapping) and isinstance(mixture.get("share"), (int, float)):
+        out.append(f"{float(mixture['share']):.1%} of an epoch")
+    settings = record.get("settings")
+    if isinstance(settings, Mapping):
+        if isinstance(settings.get("excluded_nyuv2_frames"), int):
+            out.append(
+                f"{settings['excluded_nyuv2_frames']:,} kv1/NYUdata frames left out ({settings.get('exclude_nyuv2')})"
+            )
+        if isinstance(settings.get("use"), str):
+            out.append(settings["use"])
+    return out
+
+
 def data_note(runs: Sequence[PlannedRun], sources: RunSources) -> str | None:
     """The footnote of a table: per split, each file its runs read (name, items, hash prefix) and, when the runs
     did not all read the same, how many read each. None when no run recorded a file (generated data)."""
@@ -112,9 +130,12 @@ def data_note(runs: Sequence[PlannedRun], sources: RunSources) -> str | None:
         for split, records in sources.get(run_id, {}).items():
             for record in records:
                 text = str(record.get("name", "?"))
+                if record.get("dataset"):  # a part of a mixture (mlrd_core.data.mixture)
+                    text = f"{record['dataset']}: {text}"
                 details = []
                 if isinstance(record.get("items"), int):
                     details.append(f"{record['items']:,} items")
+                details += _mixture_details(record)
                 if record.get("hash"):
                     details.append(f"{record.get('hash_kind', 'sha256')} {str(record['hash'])[:_HASH_SHOWN]}")
                 if details:

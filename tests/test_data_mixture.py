@@ -215,6 +215,17 @@ def test_leakage_guard_leaves_out_the_nyuv2_test_frames(data: Path) -> None:
     assert steps_per_epoch(mixture_config(data)) == 2
 
 
+def test_table_footnotes_name_each_part_and_the_guard(data: Path) -> None:
+    from suite.tables import data_note
+
+    records = dataset_sources(run_dataset(mixture_config(data), "train", train=True))
+    runs = plan(spec())[:1]
+    note = data_note(runs, {runs[0].run_id: {"train": records}})  # type: ignore[arg-type]
+    assert note is not None and note.startswith("Data read by the runs: train: nyuv2-zip: train_reduced05.zip (2 items")
+    assert "sunrgbd: SUNRGBD (5 items, 45.5% of an epoch, 3 kv1/NYUdata frames left out (test)" in note
+    assert "sunrgbd: splits.mat (3 items, 45.5% of an epoch, NYUv2 test frames left out of SUN RGB-D" in note
+
+
 def test_leakage_guard_without_splits_mat_says_what_to_do(data: Path, tmp_path: Path) -> None:
     nyu = tmp_path / "nyu"
     nyu.mkdir()
