@@ -123,3 +123,45 @@ def test_bench_train_on_cuda_uses_amp_and_channels_last() -> None:
     assert result.device.startswith("cuda") and result.channels_last
     assert result.amp == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     assert all(c.median_s > 0 for c in result.cases)
+
+
+def test_a_training_step_makes_no_sync_between_logging_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a step (from its first phase mark to the step loop's sync point) any synchronising CUDA call raises,
+    under ``torch.cuda.set_sync_debug_mode("error")``; the sync points themselves (``trainer._sync`` and the reads
+    after it) run in the default mode. Counts the sync points too: the first step, every LOG_EVERY and period ends."""
+    import mlrd_core.trainer as trainer
+
+    monkeypatch.setattr(trainer, "LOG_EVERY", 4)
+    real_mark, real_sync = trainer._StepClock.mark, trainer._sync
+    syncs = 0
+
+    def mark(self: trainer._StepClock) -> None:
+        if not self._marks:  # the first mark of a step: from here to the next sync point nothing may sync
+            torch.cuda.set_sync_debug_mode("error")
+        real_mark(self)
+
+    def sync(device: torch.device) -> None:
+        nonlocal syncs
+        torch.cuda.set_sync_debug_mode("default")
+        syncs += 1
+        real_sync(device)
+
+    monkeypatch.setattr(trainer._StepClock, "mark", mark)
+    monkeypatch.setattr(trainer, "_sync", sync)
+    config = TINY_CONFIG.replace(
+        epochs=1,
+        batch_size=2,
+        periods_per_epoch=1,
+        val_split=None,
+        test_split=None,
+        dataset_options={"length": 24, "height": 32, "width": 32},
+    )
+    try:
+        result = fit(config, seed=0, device="cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert syncs == 4  # after steps 1, 4, 8 and 12 (the period end) of 12
+    assert result.timings["timed_steps"] == 11.0 and result.timings["s_per_iter"] > 0
+    assert result.timings["s_per_iter"] == pytest.approx(
+        sum(result.timings[f"{p}_s_per_iter"] for p in trainer.TIMING_PHASES)
+    )
