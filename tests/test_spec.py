@@ -34,6 +34,7 @@ SHIPPED = {
     "table3": (2, 15, 1),
     "table4": (1, 6, 1),
     "table5": (29, 29, 6),
+    "table5_mixture": (29, 29, 6),
     "table6": (5, 5, 1),
     "table7": (3, 3, 1),
     "lambda_search": (1, 0, 1),
