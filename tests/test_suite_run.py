@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_spec import write_spec
+from tiny_spec import spec_text, write_spec
 
 from suite.cli import main
 from suite.executor import pid_alive
@@ -83,8 +83,17 @@ def test_malformed_spec_is_one_clear_error_and_writes_nothing(
 
 
 def test_failed_runs_are_recorded_with_their_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A configuration or data error found in the worker is the same on every attempt: it is not retried."""
-    spec = write_spec(tmp_path, extra='dataset = "middlebury"\ntrain_split = "train"')
+    """A configuration or data error found in the worker is the same on every attempt: it is not retried. (Bad
+    options and splits are refused when the spec loads, missing files before anything is written; what is left for a
+    worker is, e.g., a data file that exists but is damaged.)"""
+    root = tmp_path / "nyu"
+    root.mkdir()
+    for name in ("train_reduced05.zip", "test654.zip"):
+        (root / name).write_bytes(b"not a zip")
+    text = spec_text(extra='dataset = "nyuv2-zip"\nval_split = false')
+    options = text[text.index("[defaults.dataset_options]") : text.index("[[groups]]")]
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(text.replace(options, f'[defaults.dataset_options]\nroot = "{root.as_posix()}"\n\n'))
     results = tmp_path / "results"
     assert main(["run", str(spec), "--results", str(results), "--max-attempts", "3"]) == 1
     err = capsys.readouterr().err
@@ -96,7 +105,18 @@ def test_failed_runs_are_recorded_with_their_trace(tmp_path: Path, capsys: pytes
         store.close()
     assert main(["status", str(spec), "--results", str(results), "--failed"]) == 0
     out = capsys.readouterr().out
-    assert "FAILED" in out and "DataError" in out and "does not take option(s) 'height'" in out
+    assert "FAILED" in out and "DataError" in out and "as a zip file" in out
+
+
+def test_config_errors_a_worker_would_meet_are_refused_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path, extra='dataset = "middlebury"\ntrain_split = "train"')
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--results", str(results), "--max-attempts", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "defaults.train_split: unknown split 'train' of dataset 'middlebury'" in err and "Traceback" not in err
+    assert not results.exists()
 
 
 def _wait_for(predicate: object, timeout: float = 240.0) -> None:
