@@ -232,3 +232,18 @@ def test_run_refuses_missing_data_before_writing(tmp_path: Path) -> None:
     assert "NYUv2 folder not found: nowhere" in done.stderr
     assert "Traceback" not in done.stderr
     assert not results.exists()
+
+
+def test_plan_lists_missing_files_and_still_shows_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from suite.cli import main
+
+    spec = tmp_path / "probe.toml"
+    spec.write_text(
+        BASE.format(defaults='dataset = "nyuv2-zip"\nval_split = false\ndataset_options = { root = "nowhere" }', arm="")
+    )
+    results = tmp_path / "results"
+    assert main(["plan", str(spec), "--results", str(results)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: " in captured.err and "NYUv2 folder not found: nowhere" in captured.err
+    assert "1 planned runs" in captured.out
+    assert not results.exists()
