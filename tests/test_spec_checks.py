@@ -17,7 +17,7 @@ from mlrd_core.errors import ConfigError, DataError
 from mlrd_core.losses import compute_losses, select
 from mlrd_core.losses.functional import scale_size, vanishing_losses, zero_terms
 from suite.executor import DETERMINISTIC_ERRORS
-from suite.spec import check_files, load_spec, loads_spec, require_files
+from suite.spec import Spec, check_files, load_spec, loads_spec, require_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ label = "a"
 SYNTHETIC = "dataset_options = { height = 64, width = 64, train = { length = 8 }, val = { length = 4 } }"
 
 
-def load(defaults: str = SYNTHETIC, arm: str = "") -> object:
+def load(defaults: str = SYNTHETIC, arm: str = "") -> Spec:
     return loads_spec(BASE.format(defaults=defaults, arm=arm), source="probe.toml")
 
 
