@@ -1060,11 +1060,16 @@ def _check_before_training(
             for k, ((h, w), found) in vanishing.items()
         )
         side = 2 * 2**k_max
+        subset = (
+            f' or a subset without them, e.g. "({config.losses}) - {{{", ".join(names)}}}"'
+            if len(names) < len(_selection(config.losses))
+            else ""
+        )
         raise ctx.error(
             paths.get("losses", f"{where}.losses"),
             f"losses {config.losses!r} at input_size {height}×{width} "
             f"(set at {paths.get('input_size', 'the RunConfig default')}): {scales}. Use a larger input "
-            f'(both sides >= {side}) or a subset without them, e.g. "({config.losses}) - {{{", ".join(names)}}}"',
+            f"(both sides >= {side}){subset}",
         )
 
 

@@ -187,6 +187,11 @@ def test_vanishing_losses_match_the_computed_losses(size: tuple[int, int]) -> No
     assert zero == predicted
 
 
+def test_a_selection_that_vanishes_entirely_suggests_a_larger_input() -> None:
+    with pytest.raises(ConfigError, match=r"l_c\^5 is identically zero\. Use a larger input \(both sides >= 64\)$"):
+        load(SYNTHETIC, 'losses = "{l_c^5}"\ninput_size = [32, 64]')
+
+
 def test_scale_sizes_and_zero_terms() -> None:
     assert scale_size((32, 64), 5) == (1, 2)
     assert scale_size((32, 48), 5) == (1, 1)  # floor(48/32) = 1
