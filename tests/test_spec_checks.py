@@ -252,3 +252,19 @@ def test_plan_lists_missing_files_and_still_shows_the_plan(tmp_path: Path, capsy
     assert "warning: " in captured.err and "NYUv2 folder not found: nowhere" in captured.err
     assert "1 planned runs" in captured.out
     assert not results.exists()
+
+
+def test_a_mixture_checks_each_part_with_its_key_path(tmp_path: Path) -> None:
+    def mixture(depth: str) -> str:
+        nyu, sun = tmp_path / "nyu", tmp_path / "sun"
+        return (
+            'dataset = ["nyuv2-zip", "sunrgbd"]\neval_dataset = "nyuv2-zip"\nval_split = false\n'
+            f'dataset_options = {{ nyuv2-zip = {{ root = "{nyu}" }}, '
+            f'sunrgbd = {{ root = "{sun}", depth = "{depth}" }} }}'
+        )
+
+    with pytest.raises(ConfigError, match=r'defaults\.dataset_options\.sunrgbd\.depth: expected one of "raw", "bfx"'):
+        load(mixture("xyz"))
+    problems = check_files(load(mixture("bfx")))
+    assert any(p.startswith("probe.toml: dataset_options.nyuv2-zip: NYUv2 folder not found") for p in problems)
+    assert any("dataset_options.sunrgbd: SUN RGB-D folder not found" in p and "(split train;" in p for p in problems)
