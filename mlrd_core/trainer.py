@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mlrd_core.config import RunConfig, learning_rate
-from mlrd_core.errors import ConfigError, NonFiniteLossError
+from mlrd_core.errors import ConfigError, NonFiniteLossError, ShapeError
 from mlrd_core.result import RunResult
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -278,10 +278,12 @@ class _StepClock:
 
 
 def _check_finite(pending: list[tuple[int, int, int, torch.Tensor]], names: tuple[str, ...], ckpt: Path | None) -> None:
-    """Raise :class:`NonFiniteLossError` for the first step in ``pending`` with a non-finite loss.
+    """Raise for the first step in ``pending`` with a non-finite target (:class:`ShapeError`, as
+    :func:`~mlrd_core.losses.compute_losses` would) or loss (:class:`NonFiniteLossError`).
 
     ``pending`` holds ``(epoch, batch, step, finite)`` per step since the last check, ``finite`` the device tensor
-    ``[K]`` of ``isfinite(per_image).all(0)``: all of them come back to the host in one transfer, after a sync.
+    ``[K + 1]`` of ``isfinite(per_image).all(0)`` and ``isfinite(target).all()``: all of them come back to the host
+    in one transfer, after a sync.
     """
     if not pending:
         return
@@ -292,7 +294,12 @@ def _check_finite(pending: list[tuple[int, int, int, torch.Tensor]], names: tupl
         return
     row = int((~finite.all(1)).nonzero()[0, 0])
     epoch, batch, step, _ = pending_rows[row]
-    bad = [n for n, ok in zip(names, finite[row].tolist(), strict=True) if not ok]
+    if not bool(finite[row, -1]):
+        raise ShapeError(
+            f"target contains NaN or infinite values at epoch {epoch}, batch {batch} (step {step}); fill them (and "
+            "pass mask=...) before the loss"
+        )
+    bad = [n for n, ok in zip(names, finite[row, :-1].tolist(), strict=True) if not ok]
     raise NonFiniteLossError(
         f"non-finite loss at epoch {epoch}, batch {batch} (step {step}): {', '.join(bad)}; "
         f"the last good checkpoint is {ckpt}"
@@ -366,6 +373,7 @@ def fit(
     from mlrd_core.data.mixture import run_dataset
     from mlrd_core.data.provenance import dataset_sources
     from mlrd_core.losses import compute_losses, select
+    from mlrd_core.losses.functional import deferred_target_check
     from mlrd_core.model import create_depth_model
     from mlrd_core.weighting import make_weighting
 
@@ -456,8 +464,10 @@ def fit(
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 pred = step_model(image)
             clock.mark()
-            per_image = compute_losses(pred.float(), target, names)  # losses in float32 even under AMP
-            unchecked.append((epoch, b, step, torch.isfinite(per_image).all(0)))  # the one check, on the device
+            with deferred_target_check():  # the target is checked below with the losses, without a sync
+                per_image = compute_losses(pred.float(), target, names)  # losses in float32 even under AMP
+            finite = torch.cat([torch.isfinite(per_image).all(0), torch.isfinite(target).all().reshape(1)])
+            unchecked.append((epoch, b, step, finite))  # the one check, on the device: the losses, then the target
             weighting.observe(per_image.detach(), check=False)
             loss = weighting.combine(per_image)
             clock.mark()

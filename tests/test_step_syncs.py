@@ -139,3 +139,25 @@ def test_a_per_period_schedule_follows_the_runs_periods_per_epoch(periods: int) 
     for record in result.periods:
         x = record["epoch"] + record["period"] / periods
         assert record["lam"] == pytest.approx(3 - 6 * x / 4)
+
+
+def test_the_target_check_is_deferred_only_on_accelerators() -> None:
+    """compute_losses checks the target itself on CPU (no sync to save) even inside deferred_target_check(); the
+    trainer's check at its sync points reports a non-finite target before the losses it poisoned."""
+    from mlrd_core.errors import ShapeError
+    from mlrd_core.losses import compute_losses
+    from mlrd_core.losses.functional import deferred_target_check
+
+    target = torch.ones(1, 1, 8, 8)
+    target[0, 0, 2, 3] = float("nan")
+    with deferred_target_check(), pytest.raises(ShapeError, match="target contains NaN"):
+        compute_losses(torch.ones(1, 1, 8, 8), target, ["l_D^0"])
+    names = ("l_D^0", "l_r^0")
+    good, bad_loss = torch.tensor([True, True, True]), torch.tensor([True, False, True])
+    bad_target = torch.tensor([False, False, False])
+    pending = [(0, 0, 0, good), (0, 1, 1, bad_target), (0, 2, 2, bad_loss)]
+    with pytest.raises(ShapeError, match=r"target contains NaN or infinite values at epoch 0, batch 1 \(step 1\)"):
+        trainer._check_finite(pending, names, None)
+    assert pending == []
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 0, batch 2 \(step 2\): l_r\^0; the last good checkpoint"):
+        trainer._check_finite([(0, 0, 0, good), (0, 2, 2, bad_loss)], names, None)

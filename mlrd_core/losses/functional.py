@@ -36,9 +36,11 @@ reproduces the fused values, which the tests use as one more cross-check.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from functools import cached_property
 from typing import Any
 
@@ -55,6 +57,7 @@ __all__ = [
     "WINDOWS",
     "box_mean",
     "compute_losses",
+    "deferred_target_check",
     "scale_map",
     "scale_size",
     "vanishing_losses",
@@ -619,6 +622,21 @@ def _check_map(name: str, t: object) -> Tensor:
     return t
 
 
+_TARGET_CHECK_DEFERRED: ContextVar[bool] = ContextVar("mlrd_target_check_deferred", default=False)
+
+
+@contextlib.contextmanager
+def deferred_target_check() -> Iterator[None]:
+    """Within the block, :func:`compute_losses` on an accelerator does not check that ``target`` is finite (that
+    check is a host-device sync per call); the caller checks it on the device and reports it at its next sync, as
+    :func:`mlrd_core.trainer.fit` does. On CPU the check stays (it costs no sync there)."""
+    token = _TARGET_CHECK_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _TARGET_CHECK_DEFERRED.reset(token)
+
+
 def _check_inputs(pred: object, target: object, mask: object) -> tuple[Tensor, Tensor, Tensor | None]:
     p, t = _check_map("pred", pred), _check_map("target", target)
     if p.shape != t.shape:
@@ -628,8 +646,11 @@ def _check_inputs(pred: object, target: object, mask: object) -> tuple[Tensor, T
     if p.device != t.device:
         raise ShapeError(f"pred and target must be on the same device, got {p.device} and {t.device}")
     # A NaN target would silently poison every loss. aminmax is one reduction pass that propagates NaN (and keeps
-    # ±inf), ten times cheaper than isfinite().all(); it costs a host sync on accelerators.
-    if not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
+    # ±inf), ten times cheaper than isfinite().all(); it costs a host sync on accelerators, where a caller that
+    # checks the target itself (the trainer, at its sync points) defers it with deferred_target_check().
+    if (t.device.type == "cpu" or not _TARGET_CHECK_DEFERRED.get()) and not bool(
+        torch.isfinite(torch.stack(torch.aminmax(t))).all()
+    ):
         raise ShapeError("target contains NaN or infinite values; fill them (and pass mask=...) before the loss")
     if mask is None:
         return p, t, None
