@@ -307,7 +307,11 @@ def _missing_files(
 register_dataset(
     "sunrgbd",
     splits=SPLITS,
-    options={"depth": OptionRule(choices=tuple(DEPTH_FOLDERS)), "max_depth": OptionRule(positive=True)},
+    options={
+        "depth": OptionRule(choices=tuple(DEPTH_FOLDERS)),
+        "max_depth": OptionRule(positive=True),
+        "exclude_nyuv2": OptionRule(choices=EXCLUDE_NYUV2),
+    },
     needs=[("root",)],
     files=_missing_files,
 )(SUNRGBD)
