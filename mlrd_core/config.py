@@ -50,7 +50,7 @@ class RunConfig:
     # data (mlrd_core.data.make_dataset)
     dataset: str | tuple[str, ...] = "synthetic"  # a tuple of names: a mixture (mlrd_core.data.mixture)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)  # a mixture: one table per dataset name
-    dataset_weights: Mapping[str, float] | None = None  # a mixture's shares per epoch (None: by size)
+    dataset_weights: Mapping[str, float] | None = None  # a mixture's shares per epoch (None: by size); a list: in order
     eval_dataset: str | None = None  # a mixture's validation/test dataset (None for one dataset)
     input_size: tuple[int, int] = (96, 128)
     augment: bool = True
@@ -212,6 +212,8 @@ def _check_mixture(config: RunConfig) -> None:
     if config.dataset_weights is None:
         return
     weights = config.dataset_weights
+    if isinstance(weights, (list, tuple)) and len(weights) == len(dataset):  # in the order of dataset
+        weights = dict(zip(dataset, weights, strict=True))
     if not isinstance(weights, Mapping) or set(weights) != set(dataset):
         given = sorted(weights) if isinstance(weights, Mapping) else weights
         raise fail(

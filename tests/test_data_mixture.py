@@ -274,6 +274,7 @@ def test_one_dataset_configs_keep_their_canonical_json() -> None:
     again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and run_id_for(again, 0) == run_id_for(config, 0)
     assert config.to_dict()["dataset"] == ["nyuv2-zip", "sunrgbd", "matterport3d"]
+    assert config.replace(dataset_weights=[2, 1, 1]) == config  # a list is in the order of dataset (train CONFIG.toml)
     ids = {
         run_id_for(c, 0)
         for c in (
