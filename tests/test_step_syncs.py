@@ -161,3 +161,37 @@ def test_the_target_check_is_deferred_only_on_accelerators() -> None:
     assert pending == []
     with pytest.raises(NonFiniteLossError, match=r"at epoch 0, batch 2 \(step 2\): l_r\^0; the last good checkpoint"):
         trainer._check_finite([(0, 0, 0, good), (0, 2, 2, bad_loss)], names, None)
+
+
+PER_PERIOD_SPEC = """
+[spec]
+name = "t"
+
+[defaults]
+epochs = 1
+input_size = [64, 96]
+periods_per_epoch = 8
+
+[[groups]]
+name = "g"
+
+[[groups.arms]]
+losses = "L_D"
+schedule = {{ kind = "linear", start = 3, end = -3, per_period = true{extra} }}
+"""
+
+
+def test_a_spec_with_a_per_period_schedule_on_8_periods() -> None:
+    """The spec form: the schedule names no grid, the plan shows it per period, and a grid in the schedule table
+    (a second source beside the run's periods_per_epoch) is refused at load."""
+    from mlrd_core.errors import ScheduleError
+    from suite.plan import describe_weighting, plan
+    from suite.spec import loads_spec
+
+    spec = loads_spec(PER_PERIOD_SPEC.format(extra=""))
+    (run,) = plan(spec)[:1]
+    assert run.config.periods_per_epoch == 8
+    assert "periods_per_epoch" not in run.config.weighting_options["schedule"]
+    assert describe_weighting(run.config)[2] == "3 → -3 per period"
+    with pytest.raises(ScheduleError, match="takes its period grid from the run"):
+        loads_spec(PER_PERIOD_SPEC.format(extra=", periods_per_epoch = 4"))
