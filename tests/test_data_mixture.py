@@ -36,7 +36,7 @@ from mlrd_core.data.transforms import TransformedDataset
 from mlrd_core.errors import ConfigError, DataError
 from mlrd_core.trainer import CHECKPOINT_NAME, fit, load_checkpoint, steps_per_epoch
 from suite.plan import plan, run_id_for
-from suite.spec import loads_spec
+from suite.spec import Spec, loads_spec
 
 #: SUN RGB-D miniature: the NYUv2 frames 1..6 and two other sensors' scenes, all in alltrain; kv2 also in alltest.
 NYU_SCENES = [f"kv1/NYUdata/NYU{n:04d}" for n in range(1, 7)]
@@ -220,7 +220,7 @@ def test_table_footnotes_name_each_part_and_the_guard(data: Path) -> None:
 
     records = dataset_sources(run_dataset(mixture_config(data), "train", train=True))
     runs = plan(spec())[:1]
-    note = data_note(runs, {runs[0].run_id: {"train": records}})  # type: ignore[arg-type]
+    note = data_note(runs, {runs[0].run_id: {"train": records}})
     assert note is not None and note.startswith("Data read by the runs: train: nyuv2-zip: train_reduced05.zip (2 items")
     assert "sunrgbd: SUNRGBD (5 items, 45.5% of an epoch, 3 kv1/NYUdata frames left out (test)" in note
     assert "sunrgbd: splits.mat (3 items, 45.5% of an epoch, NYUv2 test frames left out of SUN RGB-D" in note
@@ -315,20 +315,20 @@ losses = "L_D"
 """
 
 
-def spec(extra: str = "", arm: str = "", eval_line: str = 'eval_dataset = "nyuv2-zip"') -> object:
+def spec(extra: str = "", arm: str = "", eval_line: str = 'eval_dataset = "nyuv2-zip"') -> Spec:
     return loads_spec(SPEC.format(eval=eval_line, extra=extra, arm=arm), source="mix.toml")
 
 
 def test_a_spec_names_a_mixture_its_weights_and_its_eval_dataset() -> None:
     loaded = spec("dataset_weights = { nyuv2-zip = 2, sunrgbd = 1, matterport3d = 1 }")
-    config = next(loaded.arms()).config  # type: ignore[attr-defined]
+    config = next(loaded.arms()).config
     assert config.dataset == ("nyuv2-zip", "sunrgbd", "matterport3d") and config.eval_dataset == "nyuv2-zip"
     assert config.dataset_weights == {"nyuv2-zip": 2.0, "sunrgbd": 1.0, "matterport3d": 1.0}
-    assert spec("dataset_weights = [2, 1, 1]").groups[0].arms[0].config == config  # type: ignore[attr-defined]
-    assert plan(loaded)[0].describe()["dataset"] == "nyuv2-zip + sunrgbd + matterport3d"  # type: ignore[arg-type]
+    assert spec("dataset_weights = [2, 1, 1]").groups[0].arms[0].config == config
+    assert plan(loaded)[0].describe()["dataset"] == "nyuv2-zip + sunrgbd + matterport3d"
     # a list of lists in an arm is a grid of mixtures; an arm's smaller mixture drops the other tables
     grid = spec(arm='dataset = [["nyuv2-zip", "sunrgbd"], ["nyuv2-zip", "matterport3d"]]')
-    first, second = (arm.config for arm in grid.arms())  # type: ignore[attr-defined]
+    first, second = (arm.config for arm in grid.arms())
     assert set(first.dataset_options) == {"nyuv2-zip", "sunrgbd"} and second.dataset == ("nyuv2-zip", "matterport3d")
 
 
