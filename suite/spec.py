@@ -1079,6 +1079,7 @@ def check_files(spec: Spec) -> list[str]:
     weights files. Empty when everything is there. ``run`` and ``search`` refuse to start on any (before anything is
     written); ``plan`` prints them. Not part of loading: a spec loads (and renders its tables) without its data."""
     from mlrd_core.data import dataset_info, missing_files
+    from mlrd_core.data.mixture import missing_guard_files
 
     found: dict[str, tuple[list[str], list[str]]] = {}  # message -> (splits, arms)
     for arm in spec.arms():
@@ -1089,6 +1090,7 @@ def check_files(spec: Spec) -> list[str]:
             where = f"dataset_options{'.' + prefix[:-1] if prefix else ''}"
             for split in dict.fromkeys(splits.values()):
                 problems += [(f"{where}: {m}", split) for m in missing_files(info, table, split)]
+        problems += [(f"dataset_options.sunrgbd: {m}", config.train_split) for m in missing_guard_files(config)]
         if isinstance(config.pretrained, str) and not Path(config.pretrained).is_file():
             problems.append((f"pretrained: weights file not found: {config.pretrained}", None))
         for problem, problem_split in problems:

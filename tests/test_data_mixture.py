@@ -30,7 +30,7 @@ from test_trainer import _KILLER, _fingerprint
 from tiny_spec import TINY_CONFIG
 
 from mlrd_core.config import RunConfig
-from mlrd_core.data.mixture import MixtureDataset, epoch_counts, run_dataset
+from mlrd_core.data.mixture import MixtureDataset, epoch_counts, missing_guard_files, run_dataset
 from mlrd_core.data.provenance import dataset_sources
 from mlrd_core.data.transforms import TransformedDataset
 from mlrd_core.errors import ConfigError, DataError
@@ -235,6 +235,12 @@ def test_leakage_guard_without_splits_mat_says_what_to_do(data: Path, tmp_path: 
     config = config.replace(dataset_options={**config.dataset_options, "nyuv2-zip": {"root": str(nyu)}})
     with pytest.raises(DataError, match=r"needs NYUv2's official splits\.mat.*nyuv2_splits.*exclude_nyuv2 = \"all\""):
         run_dataset(config, "train", train=True)
+    assert missing_guard_files(config) == [
+        f"leakage guard: NYUv2's splits.mat not found: {nyu / 'splits.mat'} (needed to leave NYUv2's test frames out "
+        'of SUN RGB-D; or set dataset_options.sunrgbd.nyuv2_splits, or dataset_options.sunrgbd.exclude_nyuv2 = "all")'
+    ]
+    assert missing_guard_files(mixture_config(data)) == []
+    assert missing_guard_files(mixture_config(data, eval_dataset="matterport3d")) == []
 
 
 def test_a_weighted_mixture_run_killed_mid_run_resumes_exactly(data: Path, tmp_path: Path) -> None:
@@ -379,3 +385,18 @@ def test_a_spec_names_a_mixture_its_weights_and_its_eval_dataset() -> None:
 def test_bad_mixtures_fail_at_load_with_the_key_path(extra: str, arm: str, eval_line: str | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         spec(extra, arm, 'eval_dataset = "nyuv2-zip"' if eval_line is None else eval_line)
+
+
+def test_the_shipped_mixture_spec_checks_for_the_guards_splits_file() -> None:
+    from suite.spec import check_files, load_spec
+
+    problems = check_files(load_spec(Path(__file__).parent.parent / "specs" / "table5_mixture.toml"))
+    assert any(
+        "dataset_options.sunrgbd: leakage guard: NYUv2's splits.mat not found: data/nyu/splits.mat" in p
+        for p in problems
+    )
+    assert {p.split(": ")[1] for p in problems} >= {
+        "dataset_options.nyuv2-zip",
+        "dataset_options.sunrgbd",
+        "dataset_options.matterport3d",
+    }

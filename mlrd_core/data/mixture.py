@@ -51,6 +51,7 @@ __all__ = [
     "epoch_counts",
     "eval_dataset_name",
     "is_mixture",
+    "missing_guard_files",
     "options_for",
     "run_dataset",
     "training_parts",
@@ -223,6 +224,32 @@ def _nyuv2_splits(config: RunConfig, split: str) -> Path:
         f"the leakage guard of this mixture (evaluated on {name}) needs NYUv2's splits.mat; {name}'s options name "
         'no root: set dataset_options.sunrgbd.nyuv2_splits, or dataset_options.sunrgbd.exclude_nyuv2 = "all"'
     )
+
+
+def missing_guard_files(config: RunConfig) -> list[str]:
+    """A message if the leakage guard of ``config`` would not find NYUv2's ``splits.mat`` (existence only, for the
+    checks before a run starts); empty when the guard does not apply or the file is there."""
+    if not is_mixture(config) or "sunrgbd" not in training_parts(config):
+        return []
+    if eval_dataset_name(config) not in NYUV2_DATASETS:
+        return []
+    opts = options_for(config, "sunrgbd", config.train_split)
+    if opts.get("exclude_nyuv2") == "all":
+        return []
+    try:
+        path = (
+            Path(opts["nyuv2_splits"])
+            if opts.get("nyuv2_splits")
+            else _nyuv2_splits(config, config.test_split or "test")
+        )
+    except DataError as exc:
+        return [str(exc)]
+    if path.is_file():
+        return []
+    return [
+        f"leakage guard: NYUv2's splits.mat not found: {path} (needed to leave NYUv2's test frames out of SUN RGB-D; "
+        'or set dataset_options.sunrgbd.nyuv2_splits, or dataset_options.sunrgbd.exclude_nyuv2 = "all")'
+    ]
 
 
 def _guarded(config: RunConfig, opts: dict[str, Any]) -> dict[str, Any]:
