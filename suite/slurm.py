@@ -279,6 +279,16 @@ def _ctrl_c_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _raise_on_ctrl_c() -> Callable[[], None]:
+    """Make Ctrl-C raise KeyboardInterrupt even when the coordinator inherited SIGINT ignored (a coordinator started in
+    the background by a script does), so that the tasks it submitted are cancelled, as the local executor's are.
+    Returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class _Task:
     """A run the coordinator watches: its job id, folder, and what it has seen of it (coordinator clock)."""
@@ -380,6 +390,7 @@ class SlurmExecutor:
                 watched[run.run_id].token = self.store.get_run(run.run_id).token
         states: dict[str, str | None] | None = {}
         last_query = float("-inf")
+        restore_ctrl_c = _raise_on_ctrl_c()
         try:
             while queue or watched:
                 if queue:
@@ -413,6 +424,8 @@ class SlurmExecutor:
         except KeyboardInterrupt:
             summary.interrupted = True
             self._cancel_all(list(watched.values()), "interrupted by the user (Ctrl-C); its SLURM job was cancelled")
+        finally:
+            restore_ctrl_c()
         return summary
 
     def _cancel_all(self, tasks: Sequence[_Task], why: str, *, wait_s: float = 60.0) -> None:

@@ -404,13 +404,23 @@ def test_killed_coordinator_is_replaced_without_resubmission_and_ctrl_c_cancels(
 def test_a_failing_task_is_recorded_with_its_trace(
     slurm_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = write_spec(tmp_path)
+    # Bad options and splits are refused when the spec loads; what reaches a task is, e.g., a damaged data file.
+    root = tmp_path / "nyu"
+    root.mkdir()
+    for name in ("train_reduced05.zip", "test654.zip"):
+        (root / name).write_bytes(b"not a zip")
+    slurm_table = SPEC[SPEC.index("\n[slurm]") :]
+    text = tiny_spec.spec_text(
+        name="sl", seeds=(0,), extra='dataset = "nyuv2-zip"\nval_split = false', tail=slurm_table
+    )
+    options = text[text.index("[defaults.dataset_options]") : text.index("[[groups]]")]
+    spec = tmp_path / "sl.toml"
+    spec.write_text(text.replace(options, f'[defaults.dataset_options]\nroot = "{root.as_posix()}"\n\n'))
     results = tmp_path / "results"
-    broken = ["--set", 'dataset="middlebury"', "--set", 'train_split="train"', "--max-attempts", "1"]
-    assert main(["run", str(spec), "--executor", "slurm", "--results", str(results), *broken]) == 1
-    assert main(["status", str(spec), "--results", str(results), "--failed", *broken[:4]]) == 0
+    assert main(["run", str(spec), "--executor", "slurm", "--results", str(results), "--max-attempts", "1"]) == 1
+    assert main(["status", str(spec), "--results", str(results), "--failed"]) == 0
     out = capsys.readouterr().out
-    assert "FAILED" in out and "DataError" in out and "does not take option(s) 'height'" in out
+    assert "FAILED" in out and "DataError" in out and "as a zip file" in out
 
 
 SEARCH = """
