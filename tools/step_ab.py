@@ -30,9 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def trainer_at(rev: str, name: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:mlrd_core/trainer.py"], capture_output=True, text=True, check=True
-    ).stdout
+    """The trainer module at git revision ``rev``, or read from the file ``rev`` (for machines without the history)."""
+    if rev.endswith(".py") and Path(rev).is_file():
+        source = Path(rev).read_text()
+    else:
+        source = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:mlrd_core/trainer.py"], capture_output=True, text=True, check=True
+        ).stdout
     path = Path(tempfile.mkdtemp()) / f"trainer_{name}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"mlrd_core._trainer_{name}", path)
@@ -45,24 +49,31 @@ def trainer_at(rev: str, name: str) -> ModuleType:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git revision of the trainer to compare with")
+    parser.add_argument("--before", required=True, help="git revision (or .py file) of the trainer to compare with")
     parser.add_argument("--after", help="git revision of the trainer to compare (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--scenes", type=int, help="distinct training scenes, reused over epochs (default: 8 x steps, one epoch)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    scenes = args.scenes or 8 * args.steps
+    if (8 * args.steps) % scenes:
+        parser.error(f"--scenes {scenes} must divide the {8 * args.steps} images of --steps {args.steps} at batch 8")
+    epochs = 8 * args.steps // scenes
     config = RunConfig(
         encoder="mobilenetv3_small_100",
         decoder_width=128,
         skips=True,
         input_size=(64, 96),
-        dataset_options={"height": 64, "width": 96, "train": {"length": 8 * args.steps}},
+        dataset_options={"height": 64, "width": 96, "train": {"length": scenes}},
         augment=False,
         losses="L",
         weighting_options={"schedule": "3 -> -3 @ 8"},
-        epochs=1,
+        epochs=epochs,
         batch_size=8,
         val_split=None,
         test_split=None,

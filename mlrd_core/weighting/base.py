@@ -203,8 +203,11 @@ class WeightingMethod(ABC):
             if not bool(ok.all()):
                 self._raise_bad_values(x, ok)
         s = x.to(torch.float64).sum(dim=0)
-        if self._period_sum.device != s.device:
-            self._period_sum = self._period_sum.to(s.device)
+        if self._period_sum.device != s.device:  # the first step on an accelerator: no blocking host-to-device copy
+            if self._period_count == 0:
+                self._period_sum = torch.zeros_like(self._period_sum, device=s.device)
+            else:  # resumed inside a period
+                self._period_sum = self._period_sum.to(s.device, non_blocking=True)
         self._period_sum += s
         self._period_count += int(x.shape[0])
 
