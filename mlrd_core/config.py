@@ -74,7 +74,7 @@ class RunConfig:
     # evaluation
     protocol: str = "synthetic"
     eval_batch_size: int = 8
-    # CUDA-only speed options (ignored on CPU, recorded either way)
+    # speed options: amp and compile act on CUDA only (recorded either way); channels_last on every device
     amp: str = "auto"
     channels_last: bool = False
     compile: bool = False

@@ -389,7 +389,7 @@ def fit(
         skips=config.skips,
         init_depth=config.init_depth,
     ).to(device)
-    if config.channels_last and device.type == "cuda":
+    if config.channels_last:  # NHWC convolutions: tensor cores on CUDA, about 2x faster small CNNs on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = make_weighting(
         config.weighting, names, periods_per_epoch=config.periods_per_epoch, **config.weighting_options
@@ -458,7 +458,7 @@ def fit(
             batch = next(loader)
             image = batch["image"].to(device, non_blocking=True)
             target = batch["depth"].to(device, non_blocking=True)
-            if config.channels_last and device.type == "cuda":
+            if config.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last)
             clock.mark()
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):

@@ -184,6 +184,36 @@ def test_init_depth_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == [2.5]
 
 
+def test_channels_last_acts_on_the_cpu_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``channels_last`` converts the model and the training inputs on every device (on the CPU it halves a small
+    CNN's step); without it both stay NCHW."""
+    import mlrd_core.model
+
+    create = mlrd_core.model.create_depth_model
+    formats: list[tuple[bool, bool]] = []
+
+    def spy(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = create(*args, **kwargs)  # type: ignore[arg-type]
+
+        def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if module.training:
+                weight = next(p for p in module.parameters() if p.dim() == 4)
+                nhwc = torch.channels_last
+                formats.append((inputs[0].is_contiguous(memory_format=nhwc), weight.is_contiguous(memory_format=nhwc)))
+
+        model.register_forward_pre_hook(record)
+        return model
+
+    monkeypatch.setattr(mlrd_core.model, "create_depth_model", spy)
+    config = TINY.replace(epochs=1, val_split=None, test_split=None, dataset_options={"length": 4})
+    fast = fit(config.replace(channels_last=True), seed=0)
+    assert formats and all(image and weight for image, weight in formats)
+    formats.clear()
+    plain = fit(config, seed=0)
+    assert formats and not any(image or weight for image, weight in formats)
+    assert fast.periods[0]["total"] == pytest.approx(plain.periods[0]["total"], rel=1e-4)  # the same arithmetic
+
+
 def test_cli_train_writes_a_result_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_file = tmp_path / "tiny.toml"
     body = "\n".join(
