@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlrd_core.errors import MLRDError
+from mlrd_core.errors import ExpressionError, MLRDError
+from mlrd_core.losses.expr import parse as parse_expression
 from mlrd_core.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_LATEX, METRIC_NAMES
 
 
@@ -1098,36 +1099,18 @@ def _latex_escape(text: str) -> str:
 #: Descriptive columns whose values are loss-set expressions, typeset as in the paper ($\mathcal{L}_D \cup ...$).
 LOSS_COLUMNS: frozenset[str] = frozenset({"losses"})
 
-_LOSS_TOKEN = re.compile(
-    r"\s*(?:(?P<loss>[lℓ]_(?P<term>[A-Za-z0-9]+)(?:\^(?P<scale>\d))?)"
-    r"|(?P<set>[Lℒ](?:_(?P<sub>[A-Z]))?(?:\^(?P<sup>\d))?)"
-    r"|(?P<op>[|∪&∩∖\\-])|(?P<punct>[{}(),]))\s*"
-)
-_LOSS_OPS: dict[str, str] = {"|": r"\cup", "∪": r"\cup", "&": r"\cap", "∩": r"\cap", "-": r"\setminus"}
-_LOSS_OPS |= {"∖": r"\setminus", "\\": r"\setminus", "{": r"\{", "}": r"\}", "(": "(", ")": ")", ",": ","}
 _NUMERIC = re.compile(r"[-+0-9.eE\s→−]+")
 
 
 def _latex_losses(text: str) -> str | None:
-    r"""A loss-set expression in the paper's notation ("L_D | L_G" → $\mathcal{L}_{D} \cup \mathcal{L}_{G}$),
-    or None when ``text`` is not one (then it is escaped as plain text)."""
-    parts: list[str] = []
-    pos = 0
-    while pos < len(text):
-        match = _LOSS_TOKEN.match(text, pos)
-        if match is None or match.end() == pos:
-            return None
-        pos = match.end()
-        if match["loss"]:
-            scale = f"^{{{match['scale']}}}" if match["scale"] else ""
-            parts.append(rf"\ell_{{{match['term']}}}{scale}")
-        elif match["set"]:
-            sub = f"_{{{match['sub']}}}" if match["sub"] else ""
-            sup = f"^{{{match['sup']}}}" if match["sup"] else ""
-            parts.append(rf"\mathcal{{L}}{sub}{sup}")
-        else:
-            parts.append(_LOSS_OPS[match["op"] or match["punct"]])
-    return f"${' '.join(parts)}$" if parts else None
+    r"""A loss-set expression in the paper's notation, typeset from the parser's tree ("L_D | L_G" →
+    $\mathcal{L}_{D} \cup \mathcal{L}_{G}$), or None when ``text`` does not parse (then it is escaped as plain
+    text)."""
+    try:
+        node = parse_expression(text)
+    except ExpressionError:
+        return None
+    return f"${node.latex()}$"
 
 
 def _latex_descriptor(column: str, value: Any) -> str:

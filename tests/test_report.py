@@ -32,6 +32,7 @@ from suite.report import (
     ReportError,
     ReportTable,
     TableLayout,
+    _latex_descriptor,
     build_table,
     compare,
     format_value,
@@ -522,6 +523,29 @@ def test_latex_is_booktabs_with_the_packages_named() -> None:
     main, differences = tex.split(r"\par\medskip")
     assert main.count("&") == main.count(r"\\") * 10 - main.count(r"\multicolumn") * 10 + main.count(r"\&")
     assert differences.count("&") == differences.count(r"\\") * 6  # arm, baseline, n and 4 metrics
+
+
+@pytest.mark.parametrize(
+    ("expression", "latex"),
+    [
+        # spellings the specs use: the output the old token-by-token typesetter gave, kept
+        ("L", r"$\mathcal{L}$"),
+        ("L_D | L_G", r"$\mathcal{L}_{D} \cup \mathcal{L}_{G}$"),
+        ("L^3 | L^4 | L^5", r"$\mathcal{L}^{3} \cup \mathcal{L}^{4} \cup \mathcal{L}^{5}$"),
+        ("{l_D^0, l_M^0, l_r^0, l_c^0}", r"$\{ \ell_{D}^{0} , \ell_{M}^{0} , \ell_{r}^{0} , \ell_{c}^{0} \}$"),
+        # from the parser's tree: Unicode and LaTeX-brace spellings, globs, parentheses that disambiguate
+        ("ℒ^{0} ∪ ℒ_G", r"$\mathcal{L}^{0} \cup \mathcal{L}_{G}$"),
+        ("{l_M*^2, l_D^0}", r"$\{ \ell_{M*}^{2} , \ell_{D}^{0} \}$"),
+        ("L_D | L_G & L^0", r"$\mathcal{L}_{D} \cup ( \mathcal{L}_{G} \cap \mathcal{L}^{0} )$"),
+        ("(L - L_N) | L_N", r"$( \mathcal{L} \setminus \mathcal{L}_{N} ) \cup \mathcal{L}_{N}$"),
+        ("L - L_N - L_D", r"$\mathcal{L} \setminus \mathcal{L}_{N} \setminus \mathcal{L}_{D}$"),
+        # not an expression: escaped as text
+        ("L_D | L_X", r"L\_D $|$ L\_X"),
+        ("custom", "custom"),
+    ],
+)
+def test_loss_expressions_are_typeset_from_the_parse_tree(expression: str, latex: str) -> None:
+    assert _latex_descriptor("losses", expression) == latex
 
 
 def test_csv_has_mean_std_n_and_paper_columns() -> None:

@@ -289,6 +289,11 @@ class Node(ABC):
     def __str__(self) -> str:
         """The canonical ASCII spelling, which parses back to an equal node."""
 
+    @abstractmethod
+    def latex(self) -> str:
+        r"""The paper's notation in LaTeX math (without ``$``): ``\mathcal{L}_{D} \cup \mathcal{L}_{G}``,
+        ``\{ \ell_{D}^{0} , \ell_{N}^{0} \}``; parentheses as in ``str()``, and around mixed ``∪`` / ``∖``."""
+
 
 @dataclass(frozen=True)
 class SetRef(Node):
@@ -305,6 +310,9 @@ class SetRef(Node):
 
     def __str__(self) -> str:
         return self.name
+
+    def latex(self) -> str:
+        return r"\mathcal{L}" + _latex_scripts(self.name[1:])
 
 
 @dataclass(frozen=True)
@@ -323,6 +331,9 @@ class LossRef(Node):
     def __str__(self) -> str:
         return self.name
 
+    def latex(self) -> str:
+        return r"\ell" + _latex_scripts(self.name[1:])
+
 
 @dataclass(frozen=True)
 class Glob(Node):
@@ -335,6 +346,9 @@ class Glob(Node):
 
     def __str__(self) -> str:
         return self.pattern
+
+    def latex(self) -> str:
+        return r"\ell" + _latex_scripts(self.pattern[1:])
 
 
 @dataclass(frozen=True)
@@ -353,6 +367,9 @@ class SetLiteral(Node):
     def __str__(self) -> str:
         return "{" + ", ".join(str(item) for item in self.items) + "}"
 
+    def latex(self) -> str:
+        return r"\{ " + " , ".join(item.latex() for item in self.items) + r" \}"
+
 
 @dataclass(frozen=True)
 class _Binary(Node):
@@ -360,16 +377,28 @@ class _Binary(Node):
     right: Node
     symbol: ClassVar[str]
 
+    latex_symbol: ClassVar[str]
+
+    def _parenthesized(self, *, mixed: bool = False) -> tuple[bool, bool]:
+        """Whether the left and the right operand are written in parentheses (by ``str()`` and ``latex()``).
+
+        Left-associative: a right operand of the same level needs parentheses, a left one does not. An '&'
+        inside '|' or '-' gets them too, though it binds tighter: readers used to Python's precedence (where '-'
+        binds tighter than '&') should not have to know ours. With ``mixed`` (typeset notation, where ∪ and ∖
+        have no agreed precedence) a left operand with another operator gets them as well: ``(A ∖ B) ∪ C``.
+        """
+        left = isinstance(self.left, _Binary) and (
+            self.left.precedence != self.precedence or (mixed and type(self.left) is not type(self))
+        )
+        return left, isinstance(self.right, _Binary)
+
     def __str__(self) -> str:
-        # Left-associative: a right operand of the same level needs parentheses, a left one does not. An '&'
-        # inside '|' or '-' gets them too, though it binds tighter: readers used to Python's precedence
-        # (where '-' binds tighter than '&') should not have to know ours.
-        left, right = str(self.left), str(self.right)
-        if isinstance(self.left, _Binary) and self.left.precedence != self.precedence:
-            left = f"({left})"
-        if isinstance(self.right, _Binary):
-            right = f"({right})"
-        return f"{left} {self.symbol} {right}"
+        (left, right), (left_p, right_p) = (str(self.left), str(self.right)), self._parenthesized()
+        return f"{f'({left})' if left_p else left} {self.symbol} {f'({right})' if right_p else right}"
+
+    def latex(self) -> str:
+        (left, right), (left_p, right_p) = (self.left.latex(), self.right.latex()), self._parenthesized(mixed=True)
+        return f"{f'( {left} )' if left_p else left} {self.latex_symbol} {f'( {right} )' if right_p else right}"
 
 
 @dataclass(frozen=True)
@@ -377,6 +406,7 @@ class Union(_Binary):
     """``left | right`` (also written ``∪``)."""
 
     symbol: ClassVar[str] = "|"
+    latex_symbol: ClassVar[str] = r"\cup"
     precedence: ClassVar[int] = 1
 
     def as_set(self) -> frozenset[str]:
@@ -388,6 +418,7 @@ class Difference(_Binary):
     """``left - right`` (also written ``∖``, ``\\`` or ``−``)."""
 
     symbol: ClassVar[str] = "-"
+    latex_symbol: ClassVar[str] = r"\setminus"
     precedence: ClassVar[int] = 1
 
     def as_set(self) -> frozenset[str]:
@@ -399,10 +430,19 @@ class Intersection(_Binary):
     """``left & right`` (also written ``∩``); binds tighter than ``|`` and ``-``."""
 
     symbol: ClassVar[str] = "&"
+    latex_symbol: ClassVar[str] = r"\cap"
     precedence: ClassVar[int] = 2
 
     def as_set(self) -> frozenset[str]:
         return self.left.as_set() & self.right.as_set()
+
+
+_SCRIPT = re.compile(r"([_^])([^_^]+)")
+
+
+def _latex_scripts(text: str) -> str:
+    """``_M17^2`` → ``_{M17}^{2}``: each subscript and superscript of a canonical name (or pattern) in braces."""
+    return "".join(f"{mark}{{{body}}}" for mark, body in _SCRIPT.findall(text))
 
 
 _BINARY: dict[str, type[_Binary]] = {"UNION": Union, "DIFFERENCE": Difference, "INTERSECTION": Intersection}
