@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlparse
 
 import timm
@@ -48,6 +48,9 @@ from torch import Tensor, nn
 
 from mlrd_core.errors import ModelError, ShapeError
 
+if TYPE_CHECKING:
+    from mlrd_core.config import RunConfig
+
 __all__ = [
     "OUTPUT_ACTIVATIONS",
     "DepthDecoder",
@@ -58,6 +61,7 @@ __all__ = [
     "WeightsReport",
     "create_depth_model",
     "encoder_info",
+    "model_for_config",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -440,6 +444,18 @@ def create_depth_model(
         output=output,
         init_depth=init_depth,
         weights_report=report,
+    )
+
+
+def model_for_config(config: RunConfig, *, pretrained: bool | str | os.PathLike[str] | None = None) -> DepthModel:
+    """The depth model a run of ``config`` trains: :func:`create_depth_model` with the config's encoder and decoder
+    options. ``pretrained`` overrides ``config.pretrained`` (``False`` when the weights come from a checkpoint)."""
+    return create_depth_model(
+        config.encoder,
+        pretrained=config.pretrained if pretrained is None else pretrained,
+        decoder_width=config.decoder_width,
+        skips=config.skips,
+        init_depth=config.init_depth,
     )
 
 

@@ -32,15 +32,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mlrd_core.checkpoint import (  # noqa: F401  (PREVIOUS_CHECKPOINT_NAME, load_checkpoint: re-exported)
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
+    load_checkpoint,
+    load_resume_checkpoint,
+    save_checkpoint,
+)
 from mlrd_core.config import RunConfig, learning_rate
 from mlrd_core.errors import ConfigError, NonFiniteLossError, ShapeError
 from mlrd_core.result import RunResult
 
-CHECKPOINT_NAME = "checkpoint.pt"
-#: The checkpoint before the latest one, kept by :func:`save_checkpoint` as a fallback.
-PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
-CHECKPOINT_FORMAT = 1
-_CHECKPOINT_KEYS = ("config", "seed", "model", "optimizer", "weighting", "scaler", "rng", "epoch", "next_batch", "step")
 TIMING_PHASES = ("data", "forward", "losses", "backward")
 #: The logging cadence of the step loop: the loss of the first step, of every ``LOG_EVERY``-th step and of each
 #: period's last step is read on the host; between these points a step makes no host-device sync (see :func:`fit`).
@@ -109,70 +112,6 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy(), *rest))
     random.setstate(state["python"])
-
-
-def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write atomically and keep the previous checkpoint as :data:`PREVIOUS_CHECKPOINT_NAME` beside it: a kill
-    during the write leaves the previous checkpoint intact, and a checkpoint damaged later (a truncated copy, a full
-    disk) still has a predecessor to resume from (:func:`load_resume_checkpoint`). The temporary file is named
-    after the process, so two writers never rename each other's half-written file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(dict(payload), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _warn(message: str) -> None:
-    """A warning of the trainer: on stderr (a worker's ``worker.log``), prefixed so that it is found."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def load_resume_checkpoint(
-    workdir: Path, *, config: Mapping[str, Any], seed: int, warn: Callable[[str], None] = _warn
-) -> tuple[dict[str, Any] | None, Path | None]:
-    """The checkpoint a run in ``workdir`` resumes from, and its file: ``checkpoint.pt``, or when that one does not
-    load (truncated, not a checkpoint, wrong format) the previous one, ``checkpoint.prev.pt``, or else none (a fresh
-    start). A file that does not load is renamed ``<name>.damaged-<UTC time>`` (kept for inspection, never loaded
-    again) and ``warn`` is called with a message naming it. A checkpoint that loads but belongs to another run
-    (config, seed) is a :class:`ConfigError`: it is not damaged, the folder is someone else's."""
-    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
-        path = workdir / name
-        if not path.exists():
-            continue
-        try:
-            ckpt = load_checkpoint(path)
-            if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-                found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-                raise ValueError(f"format {found!r}, expected {CHECKPOINT_FORMAT}")
-            missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
-            if missing:
-                raise ValueError(f"it lacks {missing}")
-        except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            aside = path.with_name(f"{name}.damaged-{stamp}")
-            os.replace(path, aside)
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            fallback = "the previous checkpoint" if name == CHECKPOINT_NAME else "a fresh start"
-            warn(
-                f"checkpoint {path} does not load ({type(exc).__name__}: {first_line}); moved it to {aside.name} "
-                f"and resuming from {fallback}"
-            )
-            continue
-        if ckpt["config"] != dict(config) or ckpt["seed"] != seed:
-            raise ConfigError(
-                f"checkpoint {path} belongs to another run (config or seed differ); remove it or use another workdir"
-            )
-        return ckpt, path
-    return None, None
 
 
 @functools.cache
@@ -374,7 +313,7 @@ def fit(
     from mlrd_core.data.provenance import dataset_sources
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.losses.functional import deferred_target_check
-    from mlrd_core.model import create_depth_model
+    from mlrd_core.model import model_for_config
     from mlrd_core.weighting import make_weighting
 
     device = torch.device(device)
@@ -382,13 +321,7 @@ def fit(
     seed_everything(seed)
     names = select(config.losses)
 
-    model = create_depth_model(
-        config.encoder,
-        pretrained=config.pretrained,
-        decoder_width=config.decoder_width,
-        skips=config.skips,
-        init_depth=config.init_depth,
-    ).to(device)
+    model = model_for_config(config).to(device)
     if config.channels_last:  # NHWC convolutions: tensor cores on CUDA, about 2x faster small CNNs on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = make_weighting(
