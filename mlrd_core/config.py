@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlrd_core.errors import ConfigError
+from mlrd_core.errors import ConfigError, MLRDError
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 #: Keys that only a mixture of datasets sets; left out of :meth:`RunConfig.to_dict` while they are None.
@@ -61,7 +61,9 @@ class RunConfig:
     # losses and weighting (mlrd_core.losses / mlrd_core.weighting)
     losses: str = "L"
     weighting: str = "lee-kim"
-    weighting_options: Mapping[str, Any] = field(default_factory=lambda: {"schedule": "3 -> -3"})
+    # the method's typed options record (mlrd_core.weighting.options), made from a mapping or passed as a record;
+    # read as a mapping it is the canonical spec form. Omitted options take the method's defaults.
+    weighting_options: Mapping[str, Any] = field(default_factory=dict)
     periods_per_epoch: int = 4
     # optimisation
     epochs: int = 5
@@ -122,11 +124,12 @@ class RunConfig:
         object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
         object.__setattr__(self, "dataset_options", dict(self.dataset_options))
         _check_mixture(self)
-        object.__setattr__(self, "weighting_options", dict(self.weighting_options))
+        _canonical_weighting(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict (tuples become lists); ``from_dict(to_dict())`` round-trips."""
         out = dataclasses.asdict(self)
+        out["weighting_options"] = self.weighting_options.to_spec()  # type: ignore[attr-defined]
         out["input_size"] = list(self.input_size)
         if isinstance(self.dataset, tuple):
             out["dataset"] = list(self.dataset)
@@ -156,8 +159,33 @@ class RunConfig:
             raise ConfigError(f"{where}: {exc}") from exc
 
     def replace(self, **changes: Any) -> RunConfig:
-        """A copy with ``changes`` applied (validated like the constructor)."""
+        """A copy with ``changes`` applied (validated like the constructor). A change of ``weighting`` without new
+        ``weighting_options`` starts from the new method's defaults (the options of one method do not apply to
+        another), as a spec level that switches the method does."""
+        if "weighting" in changes and "weighting_options" not in changes:
+            from mlrd_core.weighting.factory import canonical_name
+
+            try:
+                switched = canonical_name(changes["weighting"]) != self.weighting
+            except MLRDError:
+                switched = True  # the constructor reports the bad name
+            if switched:
+                changes = {**changes, "weighting_options": {}}
         return dataclasses.replace(self, **changes)
+
+
+def _canonical_weighting(config: RunConfig) -> None:
+    """Make ``weighting`` the method's spec name and ``weighting_options`` its typed options record, parsed here
+    once whatever the entry point (a spec, ``RunConfig(...)``, ``from_dict``), so that one run has one canonical
+    form and one run id."""
+    from mlrd_core.weighting.factory import canonical_name, weighting_options_for  # torch: only when a config is built
+
+    try:
+        name = canonical_name(config.weighting)
+    except MLRDError as exc:
+        raise ConfigError(f"invalid run config: weighting: {exc}") from exc
+    object.__setattr__(config, "weighting", name)
+    object.__setattr__(config, "weighting_options", weighting_options_for(name, config.weighting_options))
 
 
 def _check_mixture(config: RunConfig) -> None:

@@ -42,3 +42,11 @@ class ConfigError(MLRDError, ValueError):
 
 class NonFiniteLossError(MLRDError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class WeightingOptionError(WeightingError, ConfigError):
+    """A weighting option is unknown, missing or invalid; :attr:`key` names the option."""
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key

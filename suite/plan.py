@@ -26,7 +26,7 @@ from typing import Any
 import mlrd_core
 from mlrd_core.config import RunConfig
 from mlrd_core.data.mixture import dataset_label
-from mlrd_core.weighting import parse_schedule
+from mlrd_core.weighting import LeeKimOptions
 from suite.spec import DESCRIBE_COLUMNS, Spec, apply_overrides
 
 __all__ = [
@@ -69,10 +69,8 @@ def describe_weighting(config: RunConfig) -> tuple[bool | None, bool | None, str
     (None, None, "-") (Table 5(e)).
     """
     options = config.weighting_options
-    if config.weighting == "lee-kim":
-        init, rebalance = bool(options.get("init", True)), bool(options.get("rebalance", True))
-        lam = parse_schedule(options["schedule"]).describe() if rebalance and "schedule" in options else "0"
-        return init, rebalance, lam
+    if isinstance(options, LeeKimOptions):  # the typed record RunConfig holds: nothing is parsed again
+        return options.init, options.rebalance, options.schedule.describe() if options.rebalance else "0"
     if config.weighting == "equal":
         return False, False, "0"
     return None, None, _DASH

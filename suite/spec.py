@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import difflib
 import functools
-import inspect
 import itertools
 import math
 import os
@@ -41,11 +40,20 @@ from pathlib import Path
 from typing import Any
 
 from mlrd_core.config import RunConfig
-from mlrd_core.errors import ConfigError, ExpressionError, MLRDError, ScheduleError
+from mlrd_core.errors import ConfigError, ExpressionError, MLRDError, ScheduleError, WeightingOptionError
 from mlrd_core.losses import select
 from mlrd_core.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from mlrd_core.trainer import TIMING_PHASES
-from mlrd_core.weighting import WEIGHTINGS, Schedule, make_weighting, parse_schedule, weighting_options
+from mlrd_core.weighting import (
+    WEIGHTINGS,
+    LeeKimOptions,
+    Schedule,
+    WeightingOptions,
+    canonical_name,
+    make_weighting,
+    options_class,
+    parse_schedule,
+)
 
 __all__ = [
     "ARM_KEYS",
@@ -530,10 +538,7 @@ def _jsonable(value: object) -> Any:
 
 
 def _canonical_weighting(name: str) -> str:
-    key = name.strip().lower().replace("_", "-")
-    if key not in WEIGHTINGS:
-        weighting_options(name)  # raises WeightingError with the valid names and a suggestion
-    return key
+    return canonical_name(name)  # raises WeightingError with the valid names and a suggestion
 
 
 @functools.lru_cache(maxsize=64)
@@ -608,25 +613,14 @@ def _coerce(value: object, tp: Any) -> Any:
 
 
 def normalize_weighting_option(key: str, value: object) -> Any:
-    """The canonical stored form of a weighting option (schedule → its table form, clip → [lo, hi] or "none").
+    """The canonical stored form of a weighting shorthand (:data:`SHORTHANDS`, the Lee-Kim options: schedule → its
+    table form, clip → [lo, hi] or "none"), as :class:`~mlrd_core.weighting.LeeKimOptions` stores it.
 
-    Used for resolved configs and for matching (``match = {schedule = "3 -> -3"}``). Raises ScheduleError for a bad
-    schedule and TypeError for a bad clip / flag.
+    Used for matching (``match = {schedule = "3 -> -3"}``) and searched settings. Raises ScheduleError for a bad
+    schedule, TypeError (the expected type) for a bad clip / flag and WeightingError for clip bounds.
     """
-    if key == "schedule":
-        return parse_schedule(value).to_spec()
-    if key == "clip":
-        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-            return "none"
-        if (
-            isinstance(value, (list, tuple))
-            and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        ):
-            return [float(v) for v in value]
-        raise TypeError('a pair [low, high] of numbers or "none"')
-    if key in ("init", "rebalance") and not isinstance(value, bool):
-        raise TypeError("true or false")
+    if key in SHORTHANDS:
+        return LeeKimOptions.canonical(key, value)
     return _jsonable(value)
 
 
@@ -921,39 +915,34 @@ def _resolve_weighting(
     options: Mapping[str, tuple[Any, str]],
     names: tuple[str, ...],
     where: str,
-) -> dict[str, Any]:
-    """Complete the options with the method's defaults, normalise them, and build the method once to check them."""
-    valid = weighting_options(weighting)
-    resolved: dict[str, Any] = {}
-    for key, default in valid.items():
-        if default is not inspect.Parameter.empty:
-            resolved[key] = normalize_weighting_option(key, default)
-    for key, (value, path) in options.items():
+) -> WeightingOptions:
+    """The method's typed options record (defaults filled, values parsed once), built on the losses once to check
+    what depends on them; errors name the key path of the bad option."""
+    cls = options_class(weighting)
+    valid = list(cls.keys_with_defaults())
+    for key, (_, path) in options.items():
         if key not in valid:
             shown = ", ".join(valid) or "(none)"
             raise ctx.error(
                 path,
                 f"unknown option {key!r} for weighting {weighting!r} (set at {weighting_path})"
-                f"{_near(key, list(valid))}; valid options: {shown}",
+                f"{_near(key, valid)}; valid options: {shown}",
             )
-        try:
-            normal = normalize_weighting_option(key, value)
-        except ScheduleError as exc:
-            raise ScheduleError(f"{ctx.source}: {path}: {exc}") from exc
-        except TypeError as exc:
-            raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
-        default = valid[key]
-        if isinstance(default, float) and isinstance(normal, int) and not isinstance(normal, bool):
-            normal = float(normal)
-        resolved[key] = normal
-    missing = [k for k, v in valid.items() if v is inspect.Parameter.empty and k not in resolved]
-    if missing:
-        raise ctx.error(where, f"weighting {weighting!r} needs option(s) {missing}; valid options: {', '.join(valid)}")
     try:
-        make_weighting(weighting, names, **resolved)
+        record = cls.from_spec({key: value for key, (value, _) in options.items()})
+    except WeightingOptionError as exc:
+        value, path = options.get(exc.key, (None, where))
+        cause = exc.__cause__
+        if isinstance(cause, ScheduleError):
+            raise ScheduleError(f"{ctx.source}: {path}: {cause}") from exc
+        if isinstance(cause, TypeError):
+            raise ctx.error(path, f"{exc.key} must be {cause}, got {_show(value)}") from None
+        raise ctx.error(path, str(cause or exc)) from exc
+    try:
+        make_weighting(weighting, names, record)
     except MLRDError as exc:
         raise ctx.error(where, f"weighting {weighting!r}: {exc}") from exc
-    return resolved
+    return record
 
 
 # ------------------------------------------------------------------------------------- errors before training
@@ -1587,6 +1576,10 @@ def _search_setting_value(ctx: _Ctx, key: str, value: object, path: str) -> Any:
         return search_setting_value(key, value)
     except TypeError as exc:
         raise ctx.error(path, f"{key} must be {exc}, got {_show(value)}") from None
+    except ScheduleError:
+        raise
+    except MLRDError as exc:
+        raise ctx.error(path, str(exc)) from exc
 
 
 def search_setting_value(key: str, value: object) -> Any:

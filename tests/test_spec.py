@@ -167,7 +167,7 @@ def test_demo_is_cpu_sized(shipped: dict[str, Spec]) -> None:
     table = spec.table("demo")
     assert table.baseline_arm == "{l_D^0}" and len(table.pairs) == 3  # paired differences against {l_D^0}
     lee_kim = spec.group("demo").arm("L_D | L_G, weighting=lee-kim").config
-    assert lee_kim.weighting_options["schedule"]["epochs"] == lee_kim.epochs == 8
+    assert lee_kim.weighting_options["schedule"]["epochs"] == lee_kim.epochs == 7
 
 
 def test_lambda_search_section(shipped: dict[str, Spec]) -> None:
@@ -318,7 +318,7 @@ def test_bad_schedule(tmp_path: Path, snippet: str, path: str) -> None:
         ('protocol = "nyu-lee"', "defaults.protocol", "unknown evaluation protocol 'nyu-lee'"),
         ('weighting = "lee-kin"', "defaults.weighting", "unknown weighting method 'lee-kin'.*'lee-kim'"),
         ('weighting = "equal"\nschedule = "3"', "defaults.schedule", "unknown option 'schedule' for weighting 'equal'"),
-        ("clip = [2, 0.5]", "groups[0].arms[0]", r"weighting 'lee-kim': lee-kim: 0 < low <= 1 <= high"),
+        ("clip = [2, 0.5]", "defaults.clip", r"lee-kim: 0 < low <= 1 <= high"),  # at the option's own key
         ("clip = 3", "defaults.clip", 'clip must be a pair \\[low, high\\] of numbers or "none"'),
         ('init = "yes"', "defaults.init", "init must be true or false"),
         ("input_size = [60, 96]", "defaults.input_size", r"must be multiples of 32"),

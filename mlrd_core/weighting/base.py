@@ -39,6 +39,7 @@ from torch import Tensor
 
 from mlrd_core.errors import WeightingError
 from mlrd_core.losses.registry import LOSS_NAMES
+from mlrd_core.weighting.options import WeightingOptions
 
 __all__ = ["LossRecord", "PeriodRecord", "WeightingMethod", "validate_loss_names"]
 
@@ -149,6 +150,9 @@ class WeightingMethod(ABC):
 
     #: The spec name the factory knows the method by (``make_weighting(name, ...)``).
     name: ClassVar[str] = ""
+    #: The method's typed options record (:mod:`mlrd_core.weighting.options`): what ``make_weighting`` and
+    #: ``RunConfig.weighting_options`` carry; its ``kwargs()`` are this class's constructor options.
+    Options: ClassVar[type[WeightingOptions]]
 
     def __init__(self, names: Sequence[str]) -> None:
         self._names = validate_loss_names(names, where=self.name or type(self).__name__)

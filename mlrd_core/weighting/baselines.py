@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -17,8 +18,22 @@ from torch import Tensor
 from mlrd_core.errors import ExpressionError, WeightingError
 from mlrd_core.losses.registry import LOSS_NAMES
 from mlrd_core.weighting.base import WeightingMethod
+from mlrd_core.weighting.options import WeightingOptions, boolean, choice, option, real, whole
 
-__all__ = ["DWA", "FAMO", "RLW", "EqualWeighting", "FixedWeighting", "UncertaintyWeighting"]
+__all__ = [
+    "DWA",
+    "FAMO",
+    "RLW",
+    "DWAOptions",
+    "EqualOptions",
+    "EqualWeighting",
+    "FAMOOptions",
+    "FixedOptions",
+    "FixedWeighting",
+    "RLWOptions",
+    "UncertaintyOptions",
+    "UncertaintyWeighting",
+]
 
 
 def _positive(value: object, what: str, *, allow_zero: bool = False) -> float:
@@ -30,10 +45,90 @@ def _positive(value: object, what: str, *, allow_zero: bool = False) -> float:
     return x
 
 
+def _number_as_given(name: str, value: object) -> float:
+    """A finite number kept as written (an int stays an int): the spec form of fixed weights keeps its spelling."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise WeightingError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def _fixed_weights(value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping) or not value:
+        raise TypeError("a non-empty table {loss name or set expression: weight}")
+    for key in value:
+        if not isinstance(key, str):
+            raise WeightingError(f"weights keys must be loss names or set expressions, got {key!r}")
+    return {key: _number_as_given(f"weights.{key}", w) for key, w in value.items()}
+
+
+def _fixed_default(value: object) -> float | None:
+    return None if value is None else _number_as_given("default", value)
+
+
+@dataclass(frozen=True, eq=False)
+class EqualOptions(WeightingOptions):
+    """``equal`` takes no options."""
+
+    method: ClassVar[str] = "equal"
+
+
+@dataclass(frozen=True, eq=False)
+class FixedOptions(WeightingOptions):
+    """The options of :class:`FixedWeighting`: ``weights`` (required; numbers kept as written), ``default`` and
+    ``normalize``. Which losses a key covers is checked when the method is built on the run's losses."""
+
+    method: ClassVar[str] = "fixed"
+
+    weights: Mapping[str, float] = option(parse=_fixed_weights)
+    default: float | None = option(None, parse=_fixed_default)
+    normalize: bool = option(False, parse=boolean("normalize"))
+
+
+@dataclass(frozen=True, eq=False)
+class UncertaintyOptions(WeightingOptions):
+    """The options of :class:`UncertaintyWeighting`: the initial log-variance ``init_log_var``."""
+
+    method: ClassVar[str] = "uncertainty"
+
+    init_log_var: float = option(0.0, parse=real("init_log_var"))
+
+
+@dataclass(frozen=True, eq=False)
+class DWAOptions(WeightingOptions):
+    """The options of :class:`DWA`: ``temperature`` (> 0) and ``per_period``."""
+
+    method: ClassVar[str] = "dwa"
+
+    temperature: float = option(2.0, parse=real("temperature", minimum=0.0, strict=True))
+    per_period: bool = option(False, parse=boolean("per_period"))
+
+
+@dataclass(frozen=True, eq=False)
+class RLWOptions(WeightingOptions):
+    """The options of :class:`RLW`: the ``seed`` of its private generator."""
+
+    method: ClassVar[str] = "rlw"
+
+    seed: int = option(0, parse=whole("seed", minimum=0))
+
+
+@dataclass(frozen=True, eq=False)
+class FAMOOptions(WeightingOptions):
+    """The options of :class:`FAMO`: ``lr`` (β, > 0), ``gamma`` (γ, >= 0), ``eps`` (> 0) and ``optimizer``."""
+
+    method: ClassVar[str] = "famo"
+
+    lr: float = option(0.025, parse=real("lr", minimum=0.0, strict=True))
+    gamma: float = option(0.01, parse=real("gamma", minimum=0.0))
+    eps: float = option(1e-8, parse=real("eps", minimum=0.0, strict=True))
+    optimizer: str = option("adam", parse=choice("optimizer", ("adam", "sgd")))
+
+
 class EqualWeighting(WeightingMethod):
     """Equal weights ``w_i = 1 / K`` for the whole run (the paper's Table 5(a) rows, λ = 0 without init)."""
 
     name = "equal"
+    Options = EqualOptions
 
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__(names)
@@ -65,6 +160,7 @@ class FixedWeighting(WeightingMethod):
     """
 
     name = "fixed"
+    Options = FixedOptions
 
     def __init__(
         self,
@@ -166,6 +262,7 @@ class UncertaintyWeighting(WeightingMethod):
     """
 
     name = "uncertainty"
+    Options = UncertaintyOptions
 
     def __init__(self, names: Sequence[str], *, init_log_var: float = 0.0) -> None:
         super().__init__(names)
@@ -228,6 +325,7 @@ class DWA(WeightingMethod):
     """
 
     name = "dwa"
+    Options = DWAOptions
 
     def __init__(self, names: Sequence[str], *, temperature: float = 2.0, per_period: bool = False) -> None:
         super().__init__(names)
@@ -335,6 +433,7 @@ class RLW(WeightingMethod):
     """
 
     name = "rlw"
+    Options = RLWOptions
 
     def __init__(self, names: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(names)
@@ -417,6 +516,7 @@ class FAMO(WeightingMethod):
     """
 
     name = "famo"
+    Options = FAMOOptions
 
     def __init__(
         self,

@@ -1,48 +1,56 @@
-"""One factory for every weighting method by its spec name: ``make_weighting("lee-kim", names, **options)``."""
+"""One factory for every weighting method by its spec name: ``make_weighting("lee-kim", names, options)``, the
+options a method's typed record (:mod:`mlrd_core.weighting.options`), a spec mapping or keywords."""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING
 from typing import Any
 
 from mlrd_core.errors import WeightingError
 from mlrd_core.weighting.base import WeightingMethod
 from mlrd_core.weighting.baselines import DWA, FAMO, RLW, EqualWeighting, FixedWeighting, UncertaintyWeighting
 from mlrd_core.weighting.lee_kim import LeeKimWeighting
-from mlrd_core.weighting.schedules import PAPER_SCHEDULE
+from mlrd_core.weighting.options import WeightingOptions
 
-__all__ = ["WEIGHTINGS", "make_weighting", "weighting_options"]
+__all__ = [
+    "RUN_SETTINGS",
+    "WEIGHTINGS",
+    "canonical_name",
+    "make_weighting",
+    "options_class",
+    "weighting_options",
+    "weighting_options_for",
+]
 
 #: Spec name → class. The spec names are the API (specs, results, tables).
 WEIGHTINGS: dict[str, type[WeightingMethod]] = {
     cls.name: cls for cls in (EqualWeighting, FixedWeighting, LeeKimWeighting, UncertaintyWeighting, DWA, RLW, FAMO)
 }
 
-#: Defaults the factory adds where the class has none (the paper's λ: 3 → −3 over 5 epochs).
-_FACTORY_DEFAULTS: dict[str, dict[str, Any]] = {"lee-kim": {"schedule": PAPER_SCHEDULE}}
-
-
 #: Run settings a method may take from the run rather than from its options (``RunConfig.periods_per_epoch``: the
 #: period grid of a per-period λ schedule). They are never options: one value per run, set on the run.
 RUN_SETTINGS: tuple[str, ...] = ("periods_per_epoch",)
 
 
-def _parameters(cls: type[WeightingMethod]) -> list[inspect.Parameter]:
-    return list(inspect.signature(cls.__init__).parameters.values())[2:]  # drop self, names
+def options_class(name: str) -> type[WeightingOptions]:
+    """The options record of the method ``name`` (matched as :func:`make_weighting` does)."""
+    return WEIGHTINGS[canonical_name(name)].Options
 
 
 def weighting_options(name: str) -> dict[str, Any]:
-    """The options ``make_weighting(name, ...)`` accepts, with their defaults (``inspect.Parameter.empty`` when
-    required); the run settings of :data:`RUN_SETTINGS` are not options."""
-    cls = WEIGHTINGS[_canonical_name(name)]
-    out = {p.name: p.default for p in _parameters(cls) if p.name not in RUN_SETTINGS}
-    out.update(_FACTORY_DEFAULTS.get(cls.name, {}))
-    return out
+    """The options ``make_weighting(name, ...)`` accepts, with their typed defaults (``inspect.Parameter.empty``
+    when required); the run settings of :data:`RUN_SETTINGS` are not options."""
+    return {
+        k: inspect.Parameter.empty if v is MISSING else v for k, v in options_class(name).keys_with_defaults().items()
+    }
 
 
-def _canonical_name(name: object) -> str:
+def canonical_name(name: object) -> str:
+    """The spec name of a weighting method: case-insensitive, ``_`` read as ``-``; unknown names raise
+    :class:`WeightingError` with the valid ones and a suggestion."""
     if not isinstance(name, str):
         raise WeightingError(f"weighting method name must be a string, got {name!r}; valid: {', '.join(WEIGHTINGS)}")
     key = name.strip().lower().replace("_", "-")
@@ -53,27 +61,43 @@ def _canonical_name(name: object) -> str:
     return key
 
 
+def weighting_options_for(name: str, options: Mapping[str, Any] | None = None) -> WeightingOptions:
+    """The typed options record of method ``name``: ``options`` as a record of that method passes through (no
+    value is parsed again); a mapping (a spec table, or the spec form of a record) is read by ``from_spec``;
+    ``None`` gives the defaults. Raises :class:`~mlrd_core.errors.WeightingOptionError` naming the bad key."""
+    cls = options_class(name)
+    if isinstance(options, WeightingOptions):
+        if type(options) is not cls:
+            raise WeightingError(
+                f"weighting {cls.method!r} takes {cls.__name__}, got the options of {options.method!r} "
+                f"({type(options).__name__})"
+            )
+        return options
+    return cls.from_spec(options)
+
+
 def make_weighting(
-    name: str, names: Sequence[str], *, periods_per_epoch: int | None = None, **options: Any
+    name: str,
+    names: Sequence[str],
+    options: Mapping[str, Any] | None = None,
+    *,
+    periods_per_epoch: int | None = None,
+    **kwargs: Any,
 ) -> WeightingMethod:
     """Build the weighting method ``name`` (see :data:`WEIGHTINGS`) for the losses ``names``.
 
-    Names are matched case-insensitively with ``_`` read as ``-`` (``"lee_kim"`` → ``"lee-kim"``). Unknown names and
-    unknown options raise :class:`WeightingError` listing the valid ones; ``lee-kim`` defaults to the paper's
-    schedule ``"3 -> -3"``. ``periods_per_epoch`` is the run's period grid, passed to the methods that use it (a
-    per-period λ schedule of ``lee-kim``).
+    The options come as the method's typed record (``RunConfig.weighting_options``; nothing is parsed again), as a
+    mapping, or as keyword arguments (``make_weighting("lee-kim", names, schedule="0")``), not both. Names are
+    matched case-insensitively with ``_`` read as ``-`` (``"lee_kim"`` → ``"lee-kim"``). Unknown, missing and bad
+    options raise :class:`~mlrd_core.errors.WeightingOptionError` naming the key and listing the valid ones;
+    ``lee-kim`` defaults to the paper's schedule ``"3 -> -3"``. ``periods_per_epoch`` is the run's period grid,
+    passed to the methods that use it (a per-period λ schedule of ``lee-kim``).
     """
-    key = _canonical_name(name)
-    valid = weighting_options(key)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        shown = ", ".join(valid) if valid else "(none)"
-        raise WeightingError(f"unknown option(s) {unknown} for weighting {key!r}; valid options: {shown}")
-    kwargs = {**_FACTORY_DEFAULTS.get(key, {}), **options}
-    missing = [k for k, v in valid.items() if v is inspect.Parameter.empty and k not in kwargs]
-    if missing:
-        raise WeightingError(f"weighting {key!r} needs option(s) {missing}; valid options: {', '.join(valid)}")
-    cls = WEIGHTINGS[key]
-    if periods_per_epoch is not None and any(p.name == "periods_per_epoch" for p in _parameters(cls)):
-        kwargs["periods_per_epoch"] = periods_per_epoch
-    return cls(names, **kwargs)
+    if options is not None and kwargs:
+        raise WeightingError("make_weighting: give the options as one record or mapping, or as keywords, not both")
+    record = weighting_options_for(name, options if options is not None else kwargs)
+    cls = WEIGHTINGS[record.method]
+    extra: dict[str, Any] = {}
+    if periods_per_epoch is not None and "periods_per_epoch" in inspect.signature(cls.__init__).parameters:
+        extra["periods_per_epoch"] = periods_per_epoch
+    return cls(names, **record.kwargs(), **extra)

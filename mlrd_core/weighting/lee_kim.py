@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from mlrd_core.errors import WeightingError
 from mlrd_core.weighting.base import WeightingMethod
-from mlrd_core.weighting.schedules import Schedule, parse_schedule
+from mlrd_core.weighting.options import WeightingOptions, boolean, option
+from mlrd_core.weighting.schedules import PAPER_SCHEDULE, Schedule, parse_schedule
 
-__all__ = ["AUTHORS_CLIP", "LeeKimWeighting"]
+__all__ = ["AUTHORS_CLIP", "LeeKimOptions", "LeeKimWeighting"]
 
 #: The authors' clip of the rebalancing multiplier: ``min(max(adjust_term, 1/2), 2)``.
 AUTHORS_CLIP: tuple[float, float] = (0.5, 2.0)
@@ -63,6 +65,34 @@ def _parse_clip(clip: object) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _clip_option(value: object) -> tuple[float, float] | None:
+    if not (value is None or (isinstance(value, str) and value.strip().lower() == "none")) and not (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise TypeError('a pair [low, high] of numbers or "none"')
+    return _parse_clip(value)
+
+
+def _clip_spec(clip: tuple[float, float] | None) -> str | list[float]:
+    return "none" if clip is None else [clip[0], clip[1]]
+
+
+@dataclass(frozen=True, eq=False)
+class LeeKimOptions(WeightingOptions):
+    """The options of :class:`LeeKimWeighting`: the λ ``schedule`` (parsed once; default the paper's 3 → −3 over
+    5 epochs), the ``init`` and ``rebalance`` flags and the multiplier ``clip`` (``None`` is ``"none"``). Spec form:
+    ``{"schedule": <table>, "init": true, "rebalance": true, "clip": [0.5, 2.0] | "none"}``."""
+
+    method: ClassVar[str] = "lee-kim"
+
+    schedule: Schedule = option(PAPER_SCHEDULE, parse=parse_schedule)  # noqa: RUF009 (option() is a dataclass field)
+    init: bool = option(True, parse=boolean("init"))
+    rebalance: bool = option(True, parse=boolean("rebalance"))
+    clip: tuple[float, float] | None = option(AUTHORS_CLIP, parse=_clip_option, spec=_clip_spec)
+
+
 class LeeKimWeighting(WeightingMethod):
     """Lee & Kim (ECCV 2020) weight initialization (eq. 9) and rebalancing (eq. 11); see the module docstring.
 
@@ -80,6 +110,7 @@ class LeeKimWeighting(WeightingMethod):
     """
 
     name = "lee-kim"
+    Options = LeeKimOptions
 
     def __init__(
         self,
