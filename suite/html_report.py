@@ -8,7 +8,7 @@ browser any fetch (``default-src 'none'``). Every text is HTML-escaped. Tables s
 a few lines of optional JavaScript sort the run matrix, nothing else needs it.
 
 The tables are rendered from the same model as the Markdown, LaTeX and CSV files
-(:func:`suite.tables.metric_table_model`, :class:`suite.report.ReportTable`): :func:`render_html` prints every
+(:func:`suite.tables.table_model`, :class:`suite.report.ReportTable`): :func:`render_html` prints every
 cell of every row with the Markdown renderer's text for that row (same numbers, bold, (+)/(−) and any other mark),
 adds the model's flags as classes and its statistics as attributes, and converts what
 :func:`suite.report.render_markdown` writes under the tables (the legend and any further block) to HTML. Nothing
@@ -37,8 +37,8 @@ import pandas as pd
 
 from mlrd_core.data.mixture import dataset_label
 from suite.plan import PlannedRun
-from suite.report import MISSING, Cell, ReportTable, Row, _md_row, render_markdown
-from suite.spec import Spec, Table
+from suite.report import MISSING, Cell, Column, ReportTable, Row, markdown_row, render_markdown
+from suite.spec import Spec
 from suite.tables import DATA_SOURCES_KEY, data_sources
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "REPORT_NAME",
     "build_report",
     "render_html",
-    "render_timing_html",
     "report_path",
     "write_report",
 ]
@@ -214,13 +213,13 @@ def markdown_cell_html(text: str) -> str:
     return out
 
 
-def _metric_td(metric: str, cell: Cell, row: Row, text: str) -> str:
+def _metric_td(column: Column, cell: Cell, row: Row, text: str) -> str:
     classes = ["num"]
     if cell.best and row.source is None:
         classes.append("best")
     if cell.outcome:
         classes.append(str(cell.outcome))
-    attrs = [f'class="{" ".join(classes)}"', f'data-metric="{esc(metric)}"']
+    attrs = [f'class="{" ".join(classes)}"', f'data-{column.kind}="{esc(column.key)}"']
     mean = _number(cell.mean)
     if mean is not None:
         attrs.append(f'data-mean="{mean}"')
@@ -231,9 +230,9 @@ def _metric_td(metric: str, cell: Cell, row: Row, text: str) -> str:
 
 
 def _row_html(table: ReportTable, row: Row) -> str:
-    """One row: the Markdown renderer's text of every cell (:func:`suite.report._md_row`), as HTML with the model's
-    flags as classes and the metric values as ``data-`` attributes."""
-    texts = _md_row(table, row)
+    """One row: the Markdown renderer's text of every cell (:func:`suite.report.markdown_row`), as HTML with the
+    model's flags as classes and the metric values as ``data-`` attributes."""
+    texts = markdown_row(table, row)
     cells: list[str] = []
     for col, text in zip(table.columns, texts, strict=True):
         if col.kind == "arm":
@@ -243,7 +242,7 @@ def _row_html(table: ReportTable, row: Row) -> str:
         elif col.kind == "n":
             cells.append(f'<td class="num">{markdown_cell_html(text)}</td>')
         else:
-            cells.append(_metric_td(col.key, row.cells[col.key], row, text))
+            cells.append(_metric_td(col, row.cells[col.key], row, text))
     kind = "measured" if row.source is None else "reference"
     source = "" if row.source is None else f' data-source="{esc(row.source)}"'
     return f'<tr class="{kind}" data-arm="{esc(row.arm)}"{source}>{"".join(cells)}</tr>'
@@ -339,33 +338,6 @@ def render_html(table: ReportTable) -> str:
         )
     out.append(markdown_blocks_html(markdown_trailer(render_markdown(table), len(table.sections))))
     out.append("</section>")
-    return "\n".join(out)
-
-
-def render_timing_html(table: Table, stats: pd.DataFrame) -> str:
-    """A timing table (Table 7 style) from :func:`suite.tables.timing_frame`'s ``stats``, with the cells and
-    legend of :func:`suite.tables.timing_table_display`."""
-    from suite.tables import timing_table_display
-
-    out = [f'<section class="report-table" id="table-{esc(table.name)}" data-table="{esc(table.name)}">']
-    out.append(f"<h3>{esc(table.title)}</h3>")
-    if stats.empty:
-        out.append('<p class="note"><em>no finished runs yet</em></p></section>')
-        return "\n".join(out)
-    wide, legend = timing_table_display(table, stats)
-    header = "".join(
-        f'<th scope="col" class="{"" if c == "Arm" else "num"}">{esc(c)}</th>' for c in wide.columns
-    ).replace(' class=""', "")
-    rows = []
-    for rec in wide.to_dict("records"):
-        arm = str(rec["Arm"]).replace("\\|", "|")
-        cells = [f'<th scope="row">{esc(arm)}</th>']
-        cells += [f'<td class="num" data-timing="{esc(c)}">{esc(rec[c])}</td>' for c in wide.columns if c != "Arm"]
-        rows.append(f'<tr data-arm="{esc(arm)}">{"".join(cells)}</tr>')
-    out.append(
-        f'<div class="scroll"><table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-    )
-    out.append(f'<p class="legend">{esc(legend)}</p></section>')
     return "\n".join(out)
 
 
@@ -690,8 +662,8 @@ def build_report(
 ) -> str:
     """The page of ``spec`` as one HTML string. ``store`` None: no results yet (the page still shows the plan and
     the spec). ``url``: the store's URL, to read a search study from; ``shown_url``: how the page names it."""
-    from suite.report import METRICS_FRAME_COLUMNS
-    from suite.tables import TIMINGS_FRAME_COLUMNS, metric_table_model, timing_frame
+    from suite.report import METRICS_FRAME_COLUMNS, TIMINGS_FRAME_COLUMNS
+    from suite.tables import table_model
 
     results = Path(results)
     if store is None:
@@ -705,12 +677,7 @@ def build_report(
         infos = {info.run_id: info for info in store.runs(spec=spec.name)}
         envs = {run_id: env for run_id in infos if (env := store.environment(run_id))}
 
-    tables = []
-    for table in spec.tables:
-        if table.timings:
-            tables.append(render_timing_html(table, timing_frame(table, runs, timings)))
-        else:
-            tables.append(render_html(metric_table_model(spec, table, runs, metrics, data_sources(envs))))
+    tables = [render_html(table_model(spec, t, runs, metrics, timings, data_sources(envs))) for t in spec.tables]
     figures, n_figures = _figures_html(results / spec.name / "figures")
     search = _search_html(spec, url)
 

@@ -30,10 +30,11 @@ Conventions (see ``docs/reports.md``):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -145,7 +146,9 @@ class TableLayout:
     "(a) Combination of loss functions". ``pairs``: ``{(group, arm): (baseline group, baseline arm)}`` resolved by
     the spec loader (on every ``baseline_match`` key, or one ``baseline_arm`` for the whole table); when given it
     replaces the matching on ``baseline_key``. ``baseline_arm``: the single arm every other arm is compared with,
-    for the legend.
+    for the legend. ``timings``: ``metrics`` are timing names (Table 7: seconds, :func:`summarize_timings`), shown
+    as ``mean ± std`` with four significant digits and, with ``ratio_to`` (an arm of each group), the ratio of
+    each mean to that arm's.
     """
 
     name: str
@@ -159,6 +162,8 @@ class TableLayout:
     group_titles: Mapping[str, str] = field(default_factory=dict)
     pairs: Mapping[tuple[str, str], tuple[str, str]] | None = None
     baseline_arm: str | None = None
+    timings: bool = False
+    ratio_to: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("groups", "metrics", "columns"):
@@ -308,6 +313,29 @@ def seed_statistics(values: Sequence[float] | np.ndarray) -> tuple[int, float, f
     sem = std / math.sqrt(n)
     ci = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
     return n, mean, std, sem, ci
+
+
+#: Columns of the store's timings frame that :func:`summarize_timings` reads.
+TIMINGS_FRAME_COLUMNS: tuple[str, ...] = ("run_id", "spec", "group", "arm", "seed", "name", "value")
+
+
+def summarize_timings(timings: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Seed statistics per ``(group, arm, timing)`` of the store's timings frame (``TIMINGS_FRAME_COLUMNS``), in
+    :func:`summarize`'s columns (``metric`` holds the timing name; ``split`` and ``protocol`` are empty), so that
+    :func:`build_table` lays a timing table out like any other. ``names``: keep only these timings."""
+    missing = [c for c in ("group", "arm", "seed", "name", "value") if c not in timings.columns]
+    if missing:
+        raise ReportError(f"timings frame: expected columns {list(TIMINGS_FRAME_COLUMNS)}, missing {missing}")
+    frame = timings if names is None else timings[timings["name"].isin(list(names))]
+    frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]
+    rows: list[dict[str, Any]] = []
+    for (group, arm, name), cell in frame.groupby(["group", "arm", "name"], sort=False):
+        n, mean, std, sem, ci = seed_statistics(cell["value"].to_numpy(dtype=float))
+        seeds = {int(s): float(v) for s, v in zip(cell["seed"], cell["value"], strict=True)}
+        rows.append(dict(zip(SUMMARY_COLUMNS, (group, arm, name, "", None, n, mean, std, sem, ci, seeds), strict=True)))
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=_SUMMARY_DTYPES[c]) for c in SUMMARY_COLUMNS})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
 def _metric_order(metrics: Iterable[str]) -> dict[str, int]:
@@ -595,12 +623,12 @@ def _is_missing(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Column:
-    """A header cell: ``key`` (arm / descriptor / "n" / metric name), its labels and its role."""
+    """A header cell: ``key`` (arm / descriptor / "n" / metric or timing name), its labels and its role."""
 
     key: str
     label: str
     latex: str
-    kind: Literal["arm", "descriptor", "n", "metric"]
+    kind: Literal["arm", "descriptor", "n", "metric", "timing"]
     higher_is_better: bool | None = None
 
 
@@ -609,7 +637,8 @@ class Cell:
     """One metric of one row. Measured rows: mean, std, n, sem, ci95 over seeds; reference rows: ``mean`` is the
     published value (n = 0). ``best``: bold. Against the baseline row: ``diff`` with its interval
     [``diff_low``, ``diff_high``] over ``n_paired`` seeds by ``test`` (see :func:`paired_difference`), its
-    ``p_value``, and ``outcome``, set only where that interval excludes 0 (reference rows: the paper's own)."""
+    ``p_value``, and ``outcome``, set only where that interval excludes 0 (reference rows: the paper's own).
+    Timing cells: ``ratio`` of the mean to the ``ratio_to`` arm's (reference rows: to the same source's row)."""
 
     mean: float = math.nan
     std: float = math.nan
@@ -624,6 +653,7 @@ class Cell:
     diff_high: float = math.nan
     n_paired: int = 0
     test: str | None = None
+    ratio: float = math.nan
 
     @property
     def compared(self) -> bool:
@@ -679,6 +709,12 @@ class ReportTable:
     sources: tuple[str, ...] = ()
     baseline_arm: str | None = None
     data_note: str | None = None
+    ratio_to: str | None = None
+
+    @property
+    def timings(self) -> bool:
+        """Whether this is a timing table (Table 7): its value columns are timings, not metrics."""
+        return any(c.kind == "timing" for c in self.columns)
 
     def compared_rows(self) -> list[tuple[Section, Row]]:
         """The measured rows that have a baseline, with their part, in table order."""
@@ -691,8 +727,8 @@ class ReportTable:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """Metric names in column order."""
-        return tuple(c.key for c in self.columns if c.kind == "metric")
+        """Metric (or timing) names in column order."""
+        return tuple(c.key for c in self.columns if c.kind in ("metric", "timing"))
 
     @property
     def descriptor_columns(self) -> tuple[str, ...]:
@@ -720,7 +756,7 @@ def build_table(
     followed by one italic row per reference source of the same arm. Bold best: per metric within a part, among
     at least two measured means, direction-aware, ties (at the displayed precision) all bold.
     """
-    stats_by_key = _summary_lookup(summary, layout.split)
+    stats_by_key = _summary_lookup(summary, None if layout.timings else layout.split)
     described = _descriptor_lookup(descriptors)
     refs = _reference_lookup(references)
     if comparisons is None:
@@ -781,6 +817,8 @@ def build_table(
                     for m in layout.metrics
                 }
                 rows.append(Row(arm, source, shown, 0, ref_cells, base_arm))
+        if layout.ratio_to is not None:
+            rows = _with_ratios(rows, layout.ratio_to)
         sections.append(Section(group, layout.group_title(group), tuple(rows)))
 
     return ReportTable(
@@ -795,7 +833,27 @@ def build_table(
         protocols=tuple(protocols),
         sources=sources,
         baseline_arm=layout.baseline_arm,
+        ratio_to=layout.ratio_to,
     )
+
+
+def _with_ratios(rows: Sequence[Row], ratio_to: str) -> list[Row]:
+    """Each cell's ``ratio``: its mean over the mean of the ``ratio_to`` arm's row of the same source (measured
+    rows against the measured row, the paper's against the paper's); rows stay as they are without that arm."""
+    base = {r.source: r for r in rows if r.arm == ratio_to}
+    out = []
+    for row in rows:
+        ref = base.get(row.source)
+        if ref is None:
+            out.append(row)
+            continue
+        cells = {m: dataclasses.replace(c, ratio=_ratio(c.mean, ref.cells[m].mean)) for m, c in row.cells.items()}
+        out.append(dataclasses.replace(row, cells=cells))
+    return out
+
+
+def _ratio(value: float, base: float) -> float:
+    return value / base if base != 0.0 and math.isfinite(base) else math.nan
 
 
 def _columns(layout: TableLayout) -> tuple[Column, ...]:
@@ -804,6 +862,8 @@ def _columns(layout: TableLayout) -> tuple[Column, ...]:
         label, latex = COLUMN_LABELS.get(c, (c, _latex_escape(c)))
         cols.append(Column(c, label, latex, "descriptor"))
     cols.append(Column("n", "n", "$n$", "n"))
+    if layout.timings:
+        return (*cols, *(Column(t, t, _latex_escape(t), "timing") for t in layout.metrics))
     for m in layout.metrics:
         higher = _direction(m)
         label = METRIC_LABELS.get(m, m)
@@ -920,7 +980,20 @@ def _md_cell(metric: str, cell: Cell, row: Row) -> str:
     return text
 
 
-def _md_row(table: ReportTable, row: Row) -> list[str]:
+def format_timing(cell: Cell) -> str:
+    """A timing cell's text: ``mean ± std`` (four and two significant digits; the mean alone from one seed or on a
+    reference row) and `` (×r)``, the ratio to the ``ratio_to`` arm; ``MISSING`` without a value."""
+    if not math.isfinite(cell.mean):
+        return MISSING
+    text = f"{cell.mean:.4g} ± {cell.std:.2g}" if cell.n > 1 else f"{cell.mean:.4g}"
+    if math.isfinite(cell.ratio):
+        text += f" (×{cell.ratio:.2f})"
+    return text
+
+
+def markdown_row(table: ReportTable, row: Row) -> list[str]:
+    """The Markdown text of every cell of ``row``, in column order (what :func:`render_markdown` prints, and
+    what the HTML page prints for the same row)."""
     out: list[str] = []
     for col in table.columns:
         if col.kind == "arm":
@@ -930,6 +1003,9 @@ def _md_row(table: ReportTable, row: Row) -> list[str]:
             out.append(_md_escape(_describe(row.descriptors.get(col.key))) if row.source is None else "")
         elif col.kind == "n":
             out.append(str(row.n) if row.source is None else "")
+        elif col.kind == "timing":
+            text = format_timing(row.cells[col.key])
+            out.append(text if row.source is None or text == MISSING else f"*{text}*")
         else:
             out.append(_md_cell(col.key, row.cells[col.key], row))
     return out
@@ -949,6 +1025,9 @@ def _pipe_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Seq
 def _legend(table: ReportTable, *, latex: bool) -> str:
     def em(text: str) -> str:
         return rf"\textit{{{text}}}" if latex else f"*{text}*"
+
+    if table.timings:
+        return _timing_legend(table, latex=latex, em=em)
 
     pm, n = (r"$\pm$", "$n$") if latex else ("±", "n")
     parts = [
@@ -978,6 +1057,22 @@ def _legend(table: ReportTable, *, latex: bool) -> str:
     legend = "; ".join(parts) + "."
     if table.data_note:
         legend += " " + (_latex_escape(table.data_note) if latex else _md_escape(table.data_note)) + "."
+    return legend
+
+
+def _timing_legend(table: ReportTable, *, latex: bool, em: Callable[[str], str]) -> str:
+    """A timing table's legend: units, the ratio, the paper's rows, the data note."""
+    legend = "seconds, mean ± std over seeds"
+    if table.ratio_to:
+        legend += f"; (×r): ratio of the mean to arm {table.ratio_to!r}"
+    legend = _latex_escape(legend) if latex else legend
+    if table.few_seeds:
+        legend += "; " + (r"$^\ddagger$" if latex else _FEW_SEEDS) + f": fewer than {MIN_SEEDS} finished seeds"
+    if table.sources:
+        authors = r"Lee \& Kim" if latex else "Lee & Kim"
+        legend += f"; {em(', '.join(table.sources))} rows: published values ({authors}, ECCV 2020)"
+    if table.data_note:
+        legend += ". " + (_latex_escape(table.data_note) if latex else _md_escape(table.data_note))
     return legend
 
 
@@ -1037,7 +1132,7 @@ def render_markdown(table: ReportTable) -> str:
     """The table as GitHub Markdown: a title, one pipe table per part, and a legend line."""
     lines = [f"### {table.title}", ""]
     header = [c.label for c in table.columns]
-    right = [c.kind in ("n", "metric") for c in table.columns]
+    right = [c.kind in ("n", "metric", "timing") for c in table.columns]
     for section in table.sections:
         lines.append(f"**{_md_escape(section.title)}**")
         lines.append("")
@@ -1046,7 +1141,7 @@ def render_markdown(table: ReportTable) -> str:
         else:
             if not section.has_runs:
                 lines += ["*no finished runs yet*", ""]
-            lines += _pipe_table(header, [_md_row(table, r) for r in section.rows], right)
+            lines += _pipe_table(header, [markdown_row(table, r) for r in section.rows], right)
         lines.append("")
     lines.append(_legend(table, latex=False))
     header, diff_rows = _difference_table(table)
@@ -1089,6 +1184,7 @@ _LATEX_CHARS: dict[str, str] = {
     "∩": r"$\cap$",
     "∖": r"$\setminus$",
     "↳": r"$\hookrightarrow$",
+    "×": r"$\times$",
 }
 
 
@@ -1153,6 +1249,10 @@ def _tex_row(table: ReportTable, row: Row) -> str:
             out.append(_latex_descriptor(col.key, row.descriptors.get(col.key)) if row.source is None else "")
         elif col.kind == "n":
             out.append(str(row.n) if row.source is None else "")
+        elif col.kind == "timing":
+            text = format_timing(row.cells[col.key])
+            text = "--" if text == MISSING else _latex_escape(text)
+            out.append(text if row.source is None or text == "--" else rf"\textit{{{text}}}")
         else:
             out.append(_tex_cell(col.key, row.cells[col.key], row))
     return " & ".join(out) + r" \\"
@@ -1162,7 +1262,7 @@ def render_latex(table: ReportTable) -> str:
     """The table as a LaTeX ``table`` float (booktabs rules, bold best, red/blue against the baseline, italic
     paper rows); the caption carries the title and the legend. Needs ``\\usepackage{booktabs,xcolor,amssymb}``."""
     spec = "".join(
-        "r" if c.kind in ("n", "metric") else ("l" if c.kind == "arm" or c.key in LOSS_COLUMNS else "c")
+        "r" if c.kind in ("n", "metric", "timing") else ("l" if c.kind == "arm" or c.key in LOSS_COLUMNS else "c")
         for c in table.columns
     )
     width = len(table.columns)
@@ -1211,7 +1311,9 @@ def render_latex(table: ReportTable) -> str:
 def table_frame(table: ReportTable) -> pd.DataFrame:
     """The table in long, machine-readable form: one row per (part, arm, metric) with the raw seed statistics
     (δ as fractions), the flags, the baseline comparison and one column per reference source (e.g. ``paper``) with
-    its value and ``<source>_outcome``."""
+    its value and ``<source>_outcome``. A timing table: :func:`timing_table_frame`."""
+    if table.timings:
+        return timing_table_frame(table)
     reserved = ["table", "group", "group_title", "arm", "metric", "n", "mean", "std", "sem", "ci95", "best"]
     reserved += ["baseline_arm", "diff", "diff_low", "diff_high", "n_paired", "test", "outcome", "p_value"]
     reserved += ["split", "protocol", *table.descriptor_columns]
@@ -1266,6 +1368,29 @@ def table_frame(table: ReportTable) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def timing_table_frame(table: ReportTable) -> pd.DataFrame:
+    """A timing table in long form: one row per (group, arm, timing) with ``n``, ``mean``, ``std`` (seconds),
+    ``ratio`` when the table has ``ratio_to``, then the descriptive columns and one column per reference source."""
+    columns = ["group", "arm", "name", "n", "mean", "std", *(["ratio"] if table.ratio_to else [])]
+    columns += [c for c in (*table.descriptor_columns, *table.sources) if c not in columns]
+    records: list[dict[str, Any]] = []
+    for section in table.sections:
+        refs = {(r.arm, r.source): r for r in section.rows if r.source is not None}
+        for row in (r for r in section.rows if r.source is None and r.n > 0):
+            for name in table.metrics:
+                cell = row.cells[name]
+                if cell.n == 0:
+                    continue
+                rec: dict[str, Any] = {"group": section.group, "arm": row.arm, "name": name, "n": cell.n}
+                rec |= {"mean": cell.mean, "std": cell.std, "ratio": cell.ratio}
+                rec |= {c: row.descriptors.get(c) for c in table.descriptor_columns}
+                for source in table.sources:
+                    ref = refs.get((row.arm, source))
+                    rec[source] = math.nan if ref is None else ref.cells[name].mean
+                records.append(rec)
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
 def _csv_value(value: Any) -> str:
     if _is_missing(value):
         return ""
@@ -1296,6 +1421,7 @@ __all__ = [
     "PAIRED_T",
     "REFERENCE_COLUMNS",
     "SUMMARY_COLUMNS",
+    "TIMINGS_FRAME_COLUMNS",
     "WELCH_T",
     "Cell",
     "Column",
@@ -1310,12 +1436,16 @@ __all__ = [
     "difference_legend",
     "difference_text",
     "format_difference",
+    "format_timing",
     "format_value",
+    "markdown_row",
     "paired_difference",
     "render_csv",
     "render_latex",
     "render_markdown",
     "seed_statistics",
     "summarize",
+    "summarize_timings",
     "table_frame",
+    "timing_table_frame",
 ]

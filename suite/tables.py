@@ -1,8 +1,10 @@
 """From a spec and the store to rendered tables: the glue between :mod:`suite.spec`, :mod:`suite.store` and the pure
 renderers of :mod:`suite.report`.
 
-Metric tables go through :func:`suite.report.build_table`. Timing tables (a spec table with ``timings``, Table 7)
-show mean ± std per arm over seeds and the ratio of each mean to the ``ratio_to`` arm's.
+Every table goes through :func:`suite.report.build_table` (:func:`table_model`): metric tables from
+:func:`suite.report.summarize` of the metrics frame, timing tables (a spec table with ``timings``, Table 7) from
+:func:`suite.report.summarize_timings` of the timings frame, with mean ± std per arm over seeds and the ratio of
+each mean to the ``ratio_to`` arm's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from suite.plan import PlannedRun
 from suite.report import (
+    TIMINGS_FRAME_COLUMNS,
     ReportTable,
     TableLayout,
     build_table,
@@ -25,11 +28,11 @@ from suite.report import (
     render_latex,
     render_markdown,
     summarize,
+    summarize_timings,
 )
 from suite.spec import Spec, Table
 
 FORMATS = ("md", "latex", "csv")
-TIMINGS_FRAME_COLUMNS = ("run_id", "spec", "group", "arm", "seed", "name", "value")
 _SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv"}
 
 
@@ -60,11 +63,12 @@ def references_frame(spec: Spec, names: Sequence[str]) -> pd.DataFrame:
 
 
 def layout_for(spec: Spec, table: Table) -> TableLayout:
+    """The report layout of a spec table; a table with ``timings`` lays out its timings (and ``ratio_to``)."""
     return TableLayout(
         name=table.name,
         title=table.title,
         groups=table.groups,
-        metrics=table.metrics,
+        metrics=table.timings or table.metrics,
         columns=table.columns,
         split=table.split,
         baseline=table.baseline,
@@ -72,6 +76,8 @@ def layout_for(spec: Spec, table: Table) -> TableLayout:
         group_titles={g.name: g.title for g in spec.groups if g.title},
         pairs={(g, a): (bg, ba) for g, a, bg, ba in table.pairs} if table.baseline else None,
         baseline_arm=table.baseline_arm,
+        timings=bool(table.timings),
+        ratio_to=table.ratio_to if table.timings else None,
     )
 
 
@@ -152,6 +158,29 @@ def data_note(runs: Sequence[PlannedRun], sources: RunSources) -> str | None:
     return "Data read by the runs: " + " | ".join(parts)
 
 
+def table_model(
+    spec: Spec,
+    table: Table,
+    runs: Sequence[PlannedRun],
+    metrics: pd.DataFrame,
+    timings: pd.DataFrame,
+    sources: RunSources | None = None,
+) -> ReportTable:
+    """The report model of a table: what every rendering (Markdown, LaTeX, CSV, HTML) prints. Metric tables read
+    ``metrics`` (the store's metrics frame), timing tables ``timings`` (its timings frame). ``sources``
+    (:func:`data_sources` of the store's environments) gives the footnote naming the files the runs read."""
+    layout = layout_for(spec, table)
+    if table.timings:
+        summary = summarize_timings(timings[timings["group"].isin(table.groups)], table.timings)
+    else:
+        summary = summarize(metrics, split=table.split)
+    refs = references_frame(spec, layout.metrics) if table.references else None
+    model = build_table(summary, layout, descriptors_frame(runs), refs)
+    mine = [r for r in runs if r.group in table.groups]
+    note = data_note(mine, sources or {})
+    return dataclasses.replace(model, data_note=note) if note else model
+
+
 def metric_table_model(
     spec: Spec,
     table: Table,
@@ -159,75 +188,8 @@ def metric_table_model(
     metrics: pd.DataFrame,
     sources: RunSources | None = None,
 ) -> ReportTable:
-    """The report model of a metric table: what every rendering (Markdown, LaTeX, CSV, HTML) prints. ``sources``
-    (:func:`data_sources` of the store's environments) gives the footnote naming the files the runs read."""
-    layout = layout_for(spec, table)
-    summary = summarize(metrics, split=table.split)
-    refs = references_frame(spec, table.metrics) if table.references else None
-    model = build_table(summary, layout, descriptors_frame(runs), refs)
-    mine = [r for r in runs if r.group in table.groups]
-    note = data_note(mine, sources or {})
-    return dataclasses.replace(model, data_note=note) if note else model
-
-
-def _render_metric_table(
-    spec: Spec, table: Table, runs: Sequence[PlannedRun], metrics: pd.DataFrame, sources: RunSources | None
-) -> dict[str, str]:
-    model = metric_table_model(spec, table, runs, metrics, sources)
-    return {"md": render_markdown(model), "latex": render_latex(model), "csv": render_csv(model)}
-
-
-def timing_frame(table: Table, runs: Sequence[PlannedRun], timings: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, arm, timing): n, mean, std over seeds and the ratio of the mean to the ``ratio_to`` arm's."""
-    wanted = timings[timings["name"].isin(table.timings) & timings["group"].isin(table.groups)]
-    stats = (
-        wanted.groupby(["group", "arm", "name"], sort=False)["value"]
-        .agg(n="count", mean="mean", std="std")
-        .reset_index()
-    )
-    if table.ratio_to is not None:
-        base = stats[stats["arm"] == table.ratio_to].set_index(["group", "name"])["mean"]
-        stats["ratio"] = [
-            row.mean / base.get((row.group, row.name), float("nan")) for row in stats.itertuples(index=False)
-        ]
-    order = {(r.group, r.arm): i for i, r in enumerate(runs)}
-    stats["_order"] = [order.get((g, a), len(order)) for g, a in zip(stats["group"], stats["arm"], strict=True)]
-    return stats.sort_values(["_order", "name"]).drop(columns="_order").reset_index(drop=True)
-
-
-def timing_table_display(table: Table, stats: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The shown cells of a timing table (one row per arm: ``Arm``, ``n``, one column per timing, Markdown-escaped
-    arm labels) from :func:`timing_frame`'s ``stats``, and its legend."""
-    wide_rows = []
-    for (_group, arm), part in stats.groupby(["group", "arm"], sort=False):
-        row: dict[str, str] = {"Arm": str(arm).replace("|", "\\|"), "n": str(int(part["n"].max()))}
-        for name in table.timings:
-            match = part[part["name"] == name]
-            if match.empty:
-                row[name] = "–"
-                continue
-            rec = match.iloc[0]
-            cell = f"{rec['mean']:.4g} ± {rec['std']:.2g}" if rec["n"] > 1 else f"{rec['mean']:.4g}"
-            if "ratio" in rec and pd.notna(rec["ratio"]):
-                cell += f" (×{rec['ratio']:.2f})"
-            row[name] = cell
-        wide_rows.append(row)
-    legend = "seconds, mean ± std over seeds"
-    if table.ratio_to:
-        legend += f"; (×r): ratio of the mean to arm {table.ratio_to!r}"
-    return pd.DataFrame(wide_rows), legend
-
-
-def _render_timing_table(table: Table, runs: Sequence[PlannedRun], timings: pd.DataFrame) -> dict[str, str]:
-    stats = timing_frame(table, runs, timings)
-    if stats.empty:
-        note = f"{table.title}: no finished runs yet"
-        return {"md": f"### {table.title}\n\nno finished runs yet\n", "latex": f"% {note}\n", "csv": "group,arm,name\n"}
-    wide, legend = timing_table_display(table, stats)
-    md = f"### {table.title}\n\n{wide.to_markdown(index=False)}\n\n{legend}\n"
-    wide["Arm"] = wide["Arm"].str.replace("\\|", "|", regex=False)
-    latex = wide.to_latex(index=False, caption=f"{table.title} ({legend})").replace("±", r"$\pm$")
-    return {"md": md, "latex": latex, "csv": stats.to_csv(index=False)}
+    """:func:`table_model` of a metric table."""
+    return table_model(spec, table, runs, metrics, pd.DataFrame(columns=list(TIMINGS_FRAME_COLUMNS)), sources)
 
 
 def render_spec_tables(
@@ -238,13 +200,11 @@ def render_spec_tables(
     sources: RunSources | None = None,
 ) -> dict[str, dict[str, str]]:
     """``{table name: {format: text}}`` for every table of the spec (pure: no I/O). ``sources``: the files each
-    run read (:func:`data_sources`), named in the metric tables' footnotes."""
+    run read (:func:`data_sources`), named in the tables' footnotes."""
     out: dict[str, dict[str, str]] = {}
     for table in spec.tables:
-        if table.timings:
-            out[table.name] = _render_timing_table(table, runs, timings)
-        else:
-            out[table.name] = _render_metric_table(spec, table, runs, metrics, sources)
+        model = table_model(spec, table, runs, metrics, timings, sources)
+        out[table.name] = {"md": render_markdown(model), "latex": render_latex(model), "csv": render_csv(model)}
     return out
 
 

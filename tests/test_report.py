@@ -41,6 +41,7 @@ from suite.report import (
     render_latex,
     render_markdown,
     summarize,
+    summarize_timings,
     table_frame,
 )
 
@@ -546,6 +547,44 @@ def test_latex_is_booktabs_with_the_packages_named() -> None:
 )
 def test_loss_expressions_are_typeset_from_the_parse_tree(expression: str, latex: str) -> None:
     assert _latex_descriptor("losses", expression) == latex
+
+
+def test_timing_tables_go_through_the_report_model() -> None:
+    """Table 7: mean ± std per arm over seeds, the ratio to one arm (the paper's rows to the paper's), the spec's
+    columns, escaped LaTeX, and a CSV in long form; all from the one ReportTable."""
+    values = {"one": (1.0, 1.2, 1.1), "all": (2.2, 2.4, 2.3)}
+    timings = pd.DataFrame(
+        [
+            {"run_id": f"{arm}{seed}", "spec": "t", "group": "timing", "arm": arm, "seed": seed, "name": name,
+             "value": v * (1 if name == "s_per_iter" else 0.01)}
+            for arm, vs in values.items()
+            for seed, v in enumerate(vs)
+            for name in ("s_per_iter", "test_s_per_scene")
+        ]
+    )  # fmt: skip
+    layout = TableLayout(
+        "t7", "Times", ("timing",), ("s_per_iter", "test_s_per_scene"), ("n_losses",), timings=True, ratio_to="one"
+    )
+    descriptors = pd.DataFrame([{"group": "timing", "arm": a, "n_losses": n} for a, n in (("one", "1"), ("all", "78"))])
+    refs = pd.DataFrame(
+        [
+            {"group": "timing", "arm": arm, "source": "paper", "metric": "s_per_iter", "value": value}
+            for arm, value in (("one", 1.6), ("all", 2.0))
+        ]
+    )
+    table = build_table(summarize_timings(timings), layout, descriptors, refs)
+    assert table.timings and table.metrics == ("s_per_iter", "test_s_per_scene")
+    md = render_markdown(table)
+    assert "| all       | 78       |   3 | 2.3 ± 0.1 (×2.09) | 0.023 ± 0.001 (×2.09) |" in md
+    assert "| ↳ *paper* |" in md and "*2 (×1.25)*" in md
+    assert "seconds, mean ± std over seeds; (×r): ratio of the mean to arm 'one'; *paper* rows" in md
+    tex = render_latex(table)
+    assert r"Arm & \# Losses & $n$ & s\_per\_iter & test\_s\_per\_scene \\" in tex
+    assert r"all & 78 & 3 & 2.3 $\pm$ 0.1 ($\times$2.09)" in tex
+    frame = pd.read_csv(io.StringIO(render_csv(table)))
+    assert list(frame.columns) == ["group", "arm", "name", "n", "mean", "std", "ratio", "n_losses", "paper"]
+    row = frame[(frame["arm"] == "all") & (frame["name"] == "s_per_iter")].iloc[0]
+    assert (row["n"], row["mean"], row["ratio"], row["paper"]) == (3, pytest.approx(2.3), pytest.approx(2.3 / 1.1), 2.0)
 
 
 def test_csv_has_mean_std_n_and_paper_columns() -> None:

@@ -35,7 +35,7 @@ from suite.html_report import (
     render_html,
 )
 from suite.plan import plan
-from suite.report import TableLayout, _md_row, build_table, render_markdown, summarize
+from suite.report import TableLayout, build_table, markdown_row, render_markdown, summarize
 from suite.spec import loads_spec
 from suite.store import open_store
 from suite.tables import metric_table_model
@@ -138,7 +138,7 @@ def test_render_html_prints_the_markdown_rows_of_the_same_model() -> None:
     table = small_table()
     fragment = render_html(table)
     expected = [
-        (row.arm, [markdown_cell_html(text) for text in _md_row(table, row)])
+        (row.arm, [markdown_cell_html(text) for text in markdown_row(table, row)])
         for section in table.sections
         for row in section.rows
     ]
@@ -434,7 +434,7 @@ def test_report_in_chromium(finished: tuple[Path, Path]) -> None:
         assert len(cells) == len(means) == 4
         metric_index = {c.key: i for i, c in enumerate(model.columns)}
         expected_text = {
-            (row.arm, m): _md_row(model, row)[metric_index[m]].replace("*", "")
+            (row.arm, m): markdown_row(model, row)[metric_index[m]].replace("*", "")
             for row in model.sections[0].rows
             if row.source is None
             for m in model.metrics
@@ -447,7 +447,7 @@ def test_report_in_chromium(finished: tuple[Path, Path]) -> None:
         md = (results / "tiny" / "tiny.md").read_text()
         assert all(text in md.replace("**", "") for text in expected_text.values())
         arms = {a.text for a in driver.find_elements(By.CSS_SELECTOR, "tr.measured th")}
-        assert arms == {_md_row(model, row)[0].replace("\\", "") for row in model.sections[0].rows}
+        assert arms == {markdown_row(model, row)[0].replace("\\", "") for row in model.sections[0].rows}
         assert any(a.startswith(NASTY) for a in arms)
         # every figure decoded, nothing went wrong, nothing was fetched
         assert driver.execute_script("return document.images.length;") == len(pngs)
