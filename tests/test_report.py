@@ -32,7 +32,6 @@ from suite.report import (
     ReportError,
     ReportTable,
     TableLayout,
-    _latex_descriptor,
     build_table,
     compare,
     format_value,
@@ -44,6 +43,7 @@ from suite.report import (
     summarize_timings,
     table_frame,
 )
+from suite.report.latex import _latex_descriptor
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("MLRD_UPDATE_GOLDEN") == "1"
