@@ -1,4 +1,4 @@
-"""The HTML report (suite/html_report.py, ``python -m suite report``).
+"""The HTML report (suite/html_report/, ``python -m suite report``).
 
 Fast tests render pages without a browser: escaping, self-containedness, the same cells as the Markdown table,
 the search's trials. The ``browser`` tests run a tiny spec end to end, open its page from ``file://`` in Debian's
@@ -514,7 +514,7 @@ def test_report_without_javascript_and_on_a_phone(finished: tuple[Path, Path]) -
 
 
 def test_environment_lists_each_fact_and_the_data_files_the_runs_read(tmp_path: Path) -> None:
-    from suite.html_report import _environment_html
+    from suite.html_report.sections import _environment_html
 
     spec = loads_spec(spec_text(), default_name="tiny")
     runs = plan(spec)
