@@ -324,8 +324,8 @@ def fit(
     model = model_for_config(config).to(device)
     if config.channels_last:  # NHWC convolutions: tensor cores on CUDA, about 2x faster small CNNs on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    weighting = make_weighting(
-        config.weighting, names, periods_per_epoch=config.periods_per_epoch, **config.weighting_options
+    weighting = make_weighting(  # the config's typed options record: nothing is parsed again
+        config.weighting, names, config.weighting_options, periods_per_epoch=config.periods_per_epoch
     ).to(device)
     params = list(model.parameters()) + list(weighting.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)

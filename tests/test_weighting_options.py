@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,3 +189,15 @@ def test_the_schedule_is_parsed_once_per_arm_through_a_spec(schedule_parses: lis
     runs = plan(spec)
     assert {r.lam for r in runs} == {"1 → -1", "2 → -2", "3 → -3"}
     assert len(schedule_parses) == 3
+
+
+def test_training_reads_the_typed_schedule(schedule_parses: list[object], tmp_path: Path) -> None:
+    from tiny_spec import TINY_CONFIG
+
+    from mlrd_core.trainer import fit
+
+    config = TINY_CONFIG.replace(epochs=1, max_steps_per_epoch=2, weighting_options={"schedule": "1 -> -1 @ 2"})
+    assert len(schedule_parses) == 1
+    result = fit(config, seed=0, workdir=tmp_path)
+    assert len(schedule_parses) == 1  # the trainer builds the method from the record
+    assert [p["lam"] for p in result.periods] == [1.0, 1.0]
