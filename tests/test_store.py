@@ -35,6 +35,7 @@ from suite.store import (
     StoreError,
     UnknownRunError,
     _models,
+    engine,
     open_store,
     storage,
 )
@@ -190,7 +191,7 @@ def test_version_message_names_the_default_file(tmp_path: Path, monkeypatch: pyt
 def test_older_schema_without_migration_is_refused(persistent_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     open_store(persistent_url).close()
     _set_meta_version(persistent_url, str(SCHEMA_VERSION - 1))
-    monkeypatch.delitem(storage._MIGRATIONS, SCHEMA_VERSION - 1)
+    monkeypatch.delitem(engine._MIGRATIONS, SCHEMA_VERSION - 1)
     with pytest.raises(SchemaVersionError, match="has no migration from version"):
         open_store(persistent_url)
 
@@ -199,7 +200,7 @@ def test_older_schema_is_migrated_by_registered_steps(persistent_url: str, monke
     open_store(persistent_url).close()
     _set_meta_version(persistent_url, str(SCHEMA_VERSION - 1))
     calls: list[int] = []
-    monkeypatch.setitem(storage._MIGRATIONS, SCHEMA_VERSION - 1, lambda conn: calls.append(SCHEMA_VERSION - 1))
+    monkeypatch.setitem(engine._MIGRATIONS, SCHEMA_VERSION - 1, lambda conn: calls.append(SCHEMA_VERSION - 1))
     with open_store(persistent_url) as s:
         assert s.schema_version() == SCHEMA_VERSION
     assert calls == [SCHEMA_VERSION - 1]

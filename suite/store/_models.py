@@ -6,7 +6,7 @@ cascades on the deletion of its run, and constraint names follow one naming conv
 can refer to them on every backend.
 
 Changing a table here means bumping :data:`SCHEMA_VERSION` and registering a migration step in
-``storage._MIGRATIONS`` (see docs/store.md, "Version policy").
+``suite.store.engine._MIGRATIONS`` (see docs/store.md, "Version policy").
 """
 
 from __future__ import annotations

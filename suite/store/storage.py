@@ -12,35 +12,28 @@ connection shared by all sessions (``StaticPool``) behind a lock.
 
 Version policy (docs/store.md): the ``meta`` table holds ``schema_version``. An empty database gets the current
 schema; a newer version is refused with :class:`SchemaVersionError`; an older one is migrated forward in one
-transaction by the steps in :data:`_MIGRATIONS`, and refused when a step is missing.
+transaction by the steps in :data:`suite.store.engine._MIGRATIONS`, and refused when a step is missing.
+
+Modules beside this one: ``engine`` (URLs, the engine, migrations), ``payload`` (a result payload and planned runs
+into rows), ``frames`` (the DataFrame reads and the export, :class:`~suite.store.frames.FrameQueries`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import json
-import math
-import numbers
-import os
-import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, update
-from sqlalchemy.engine import URL, CursorResult, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import URL, CursorResult
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
 from suite.store._models import (
     RESULT_TABLES,
-    SCHEMA_VERSION,
-    Base,
     Environment,
     Meta,
     Metric,
@@ -51,8 +44,6 @@ from suite.store._models import (
     Timing,
 )
 from suite.store.base import (
-    EXPORT_FORMATS,
-    EXPORT_FRAMES,
     RESETTABLE,
     ClaimLostError,
     IllegalTransitionError,
@@ -60,42 +51,24 @@ from suite.store.base import (
     PlannedRunLike,
     RunInfo,
     RunState,
-    SchemaVersionError,
     Store,
     StoreError,
     UnknownRunError,
     check_transition,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-DEFAULT_URL = "sqlite:///results/mlrd.db"
-#: How long a SQLite connection waits for another one's lock before giving up.
-SQLITE_BUSY_TIMEOUT_S = 30.0
-#: Bound parameters per ``IN (...)`` list (SQLite and PostgreSQL both cap the parameters of one statement).
-_CHUNK = 500
-_BEGIN_OPTION = "mlrd_sqlite_begin"
-_SCHEMA_VERSION_KEY = "schema_version"
-#: PostgreSQL advisory locks (transaction-scoped) that serialize, between processes, what row locks cannot: creating
-#: or migrating the schema, and planning (two planners inserting the same new run id or the same spec's ordinals).
-#: SQLite needs none: its write transactions are serialized by BEGIN IMMEDIATE.
-_PG_SCHEMA_LOCK = 0x4D4C5244  # "MLRD"
-_PG_PLAN_LOCK = 0x4D4C5245
-
-
-def _add_claim_columns(conn: Connection) -> None:
-    """Schema 1 -> 2: the runs' claim (``owner``, ``token``), for one writer per run."""
-    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN owner VARCHAR")
-    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN token VARCHAR(64)")
-
-
-#: Migration steps: ``_MIGRATIONS[v]`` upgrades a database from schema version ``v`` to ``v + 1`` in place, inside
-#: the transaction that then records the new version.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_claim_columns}
-
-
-# ------------------------------------------------------------------------------------------------ opening
+from suite.store.engine import (
+    _BEGIN_OPTION,
+    _PG_PLAN_LOCK,
+    _SCHEMA_VERSION_KEY,
+    DEFAULT_URL,
+    SchemaVersioning,
+    _describe,
+    _is_sqlite_memory,
+    _make_engine,
+    _parse_url,
+)
+from suite.store.frames import FrameQueries
+from suite.store.payload import _chunks, _info, _now, _parse_result, _planned_fields
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -110,367 +83,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     return RDBStore(url or DEFAULT_URL, create=create)
 
 
-def _parse_url(url: str | URL) -> URL:
-    if isinstance(url, URL):
-        return url
-    if "://" not in url:
-        return URL.create("sqlite", database=url)
-    try:
-        return make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(
-            f"cannot parse database URL {url!r}: {exc}; expected e.g. {DEFAULT_URL!r} or "
-            "'postgresql+psycopg://user:password@host/dbname'"
-        ) from exc
-
-
-def _is_sqlite_memory(url: URL) -> bool:
-    database = url.database or ""
-    return database in ("", ":memory:") or url.query.get("mode") == "memory"
-
-
-def _describe(url: URL) -> str:
-    """How messages name the database: the file for SQLite, the URL without password otherwise."""
-    if url.get_backend_name() == "sqlite":
-        return "the in-memory SQLite database" if _is_sqlite_memory(url) else str(url.database)
-    return url.render_as_string(hide_password=True)
-
-
-def _sqlite_hooks(engine: Engine, *, wal: bool) -> None:
-    """Pragmas on every new connection, and SQLAlchemy (not the sqlite3 module) in charge of BEGIN."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # sqlite3 must not emit its own BEGIN; _on_begin does
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")  # persistent in the file; readers see committed data
-                cursor.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock at BEGIN (waiting up to the busy timeout); a deferred transaction that
-        # reads and then writes can instead fail at once when another writer committed in between.
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _make_engine(url: URL, *, create: bool = True) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if _is_sqlite_memory(url):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        _sqlite_hooks(engine, wal=False)
-        return engine
-    database = url.database or ""
-    if not database.startswith("file:"):
-        path = Path(database).expanduser()
-        if not create:
-            if not path.is_file():
-                raise StoreError(f"no results store at {path}: nothing has run there yet (python -m suite run SPEC)")
-        else:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the folder of the results store {path}: {exc}") from exc
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
-    _sqlite_hooks(engine, wal=True)
-    return engine
-
-
-# ------------------------------------------------------------------------------------------------ values
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _canonical_json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"{what} is not JSON-serializable: {exc}") from exc
-
-
-def _number(value: Any, where: str) -> float | None:
-    """A float for the database: ``None`` and NaN become NULL, strings and other objects are refused."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise StoreError(f"{where} must be a number or null, got {value!r} ({type(value).__name__})")
-    number = float(value)
-    return None if math.isnan(number) else number
-
-
-def _integer(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise StoreError(f"{where} must be an integer, got {value!r} ({type(value).__name__})")
-    return int(value)
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise StoreError(f"{where} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _field(row: Any, key: str, where: str) -> Any:
-    if not isinstance(row, Mapping):
-        raise StoreError(f"{where} must be a mapping, got {type(row).__name__}")
-    if key not in row:
-        raise StoreError(f"{where} lacks key {key!r} (it has {sorted(row)})")
-    return row[key]
-
-
-def _rows(result: Mapping[str, Any], key: str) -> list[Any]:
-    rows = result.get(key) or []
-    if not isinstance(rows, Sequence) or isinstance(rows, str):
-        raise StoreError(f"result[{key!r}] must be a list, got {type(rows).__name__}")
-    return list(rows)
-
-
-def _unique(keys: Iterable[tuple[Any, ...]], what: str) -> None:
-    seen: set[tuple[Any, ...]] = set()
-    for key in keys:
-        if key in seen:
-            raise StoreError(f"{what} has two rows for {key}")
-        seen.add(key)
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    """A result mapping checked and flattened into the rows of each table (``run_id`` added at insert)."""
-
-    seed: int | None
-    metrics: list[dict[str, Any]]
-    periods: list[dict[str, Any]]
-    period_losses: list[dict[str, Any]]
-    timings: list[dict[str, Any]]
-    environment: list[dict[str, Any]]
-    resumed_from_json: str | None
-
-
-def _parse_result(result: Mapping[str, Any]) -> _Parsed:
-    """Check every row of a ``RunResult.to_dict()`` before anything touches the database."""
-    seed = result.get("seed")
-    metrics = []
-    for i, row in enumerate(_rows(result, "metrics")):
-        where = f"result['metrics'][{i}]"
-        metrics.append(
-            {
-                "split": _text(_field(row, "split", where), f"{where}['split']"),
-                "epoch": _integer(_field(row, "epoch", where), f"{where}['epoch']"),
-                "protocol": _text(_field(row, "protocol", where), f"{where}['protocol']"),
-                "name": _text(_field(row, "name", where), f"{where}['name']"),
-                "value": _number(_field(row, "value", where), f"{where}['value']"),
-            }
-        )
-    _unique(((m["split"], m["epoch"], m["protocol"], m["name"]) for m in metrics), "result['metrics']")
-
-    periods, period_losses = [], []
-    for i, row in enumerate(_rows(result, "periods")):
-        where = f"result['periods'][{i}]"
-        epoch = _integer(_field(row, "epoch", where), f"{where}['epoch']")
-        period = _integer(_field(row, "period", where), f"{where}['period']")
-        periods.append(
-            {
-                "epoch": epoch,
-                "period": period,
-                "action": _text(_field(row, "action", where), f"{where}['action']"),
-                "lam": _number(_field(row, "lam", where), f"{where}['lam']"),
-                "total": _number(_field(row, "total", where), f"{where}['total']"),
-                "images": _integer(_field(row, "images", where), f"{where}['images']"),
-            }
-        )
-        losses = _field(row, "losses", where)
-        if not isinstance(losses, Sequence) or isinstance(losses, str):
-            raise StoreError(f"{where}['losses'] must be a list, got {type(losses).__name__}")
-        for j, loss in enumerate(losses):
-            lwhere = f"{where}['losses'][{j}]"
-            period_losses.append(
-                {
-                    "epoch": epoch,
-                    "period": period,
-                    "loss": _text(_field(loss, "name", lwhere), f"{lwhere}['name']"),
-                    "position": j,
-                    "mean": _number(_field(loss, "mean", lwhere), f"{lwhere}['mean']"),
-                    "weight": _number(_field(loss, "weight", lwhere), f"{lwhere}['weight']"),
-                    "contribution": _number(_field(loss, "contribution", lwhere), f"{lwhere}['contribution']"),
-                }
-            )
-    _unique(((p["epoch"], p["period"]) for p in periods), "result['periods']")
-    _unique(((p["epoch"], p["period"], p["loss"]) for p in period_losses), "result['periods'] losses")
-
-    timings_in = result.get("timings") or {}
-    environment_in = result.get("environment") or {}
-    for key, value in (("timings", timings_in), ("environment", environment_in)):
-        if not isinstance(value, Mapping):
-            raise StoreError(f"result[{key!r}] must be a mapping, got {type(value).__name__}")
-    timings = [
-        {"name": _text(name, "a result['timings'] key"), "value": _number(value, f"result['timings'][{name!r}]")}
-        for name, value in timings_in.items()
-    ]
-    environment = [
-        {
-            "key": _text(key, "a result['environment'] key"),
-            "value": value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str),
-        }
-        for key, value in environment_in.items()
-    ]
-    resumed = result.get("resumed_from")
-    return _Parsed(
-        seed=None if seed is None else _integer(seed, "result['seed']"),
-        metrics=metrics,
-        periods=periods,
-        period_losses=period_losses,
-        timings=timings,
-        environment=environment,
-        resumed_from_json=None if resumed is None else _canonical_json(resumed, "result['resumed_from']"),
-    )
-
-
-def _planned_fields(run: PlannedRunLike | Mapping[str, Any]) -> dict[str, Any]:
-    """``run_id, spec, group, arm, seed, config`` of a planned run given as an object or a mapping."""
-    names = ("run_id", "spec", "group", "arm", "seed", "config")
-    if isinstance(run, Mapping):
-        missing = [n for n in names if n not in run]
-        if missing:
-            raise StoreError(f"planned run {dict(run)!r} lacks {missing}; a planned run has {list(names)}")
-        values = {n: run[n] for n in names}
-    else:
-        try:
-            values = {n: getattr(run, n) for n in names}
-        except AttributeError as exc:
-            raise StoreError(f"planned run {run!r} has no {exc.name!r}; a planned run has {list(names)}") from exc
-    run_id = _text(values["run_id"], "planned run_id")
-    where = f"planned run {run_id}"
-    config = values["config"]
-    if not isinstance(config, Mapping):
-        raise StoreError(f"{where}: config must be a mapping, got {type(config).__name__}")
-    return {
-        "run_id": run_id,
-        "spec": _text(values["spec"], f"{where}: spec"),
-        "group_name": _text(values["group"], f"{where}: group"),
-        "arm": _text(values["arm"], f"{where}: arm"),
-        "seed": _integer(values["seed"], f"{where}: seed"),
-        "config_json": _canonical_json(dict(config), f"{where}: config"),
-    }
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _info(run: Run, memberships: Sequence[Membership]) -> RunInfo:
-    return RunInfo(
-        run_id=run.run_id,
-        spec=run.spec,
-        group=run.group_name,
-        arm=run.arm,
-        seed=run.seed,
-        config=json.loads(run.config_json),
-        state=RunState(run.state),
-        attempts=run.attempts,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        heartbeat_at=run.heartbeat_at,
-        worker=run.worker,
-        workdir=run.workdir,
-        error=run.error,
-        resumed_from=None if run.resumed_from_json is None else json.loads(run.resumed_from_json),
-        memberships=tuple(memberships),
-        owner=run.owner,
-        token=run.token,
-    )
-
-
-# ------------------------------------------------------------------------------------------------ frames
-
-_Schema = Sequence[tuple[str, str]]  # (column, kind) with kind in str, int, float, time
-
-METRICS_COLUMNS: _Schema = (
-    ("run_id", "str"),
-    ("spec", "str"),
-    ("group", "str"),
-    ("arm", "str"),
-    ("seed", "int"),
-    ("split", "str"),
-    ("epoch", "int"),
-    ("protocol", "str"),
-    ("metric", "str"),
-    ("value", "float"),
-)
-TIMINGS_COLUMNS: _Schema = (
-    ("run_id", "str"),
-    ("spec", "str"),
-    ("group", "str"),
-    ("arm", "str"),
-    ("seed", "int"),
-    ("name", "str"),
-    ("value", "float"),
-)
-PERIODS_COLUMNS: _Schema = (
-    ("run_id", "str"),
-    ("epoch", "int"),
-    ("period", "int"),
-    ("action", "str"),
-    ("lam", "float"),
-    ("total", "float"),
-    ("images", "int"),
-    ("loss", "str"),
-    ("mean", "float"),
-    ("weight", "float"),
-    ("contribution", "float"),
-)
-RUNS_COLUMNS: _Schema = (
-    ("run_id", "str"),
-    ("spec", "str"),
-    ("group", "str"),
-    ("arm", "str"),
-    ("seed", "int"),
-    ("state", "str"),
-    ("attempts", "int"),
-    ("created_at", "time"),
-    ("started_at", "time"),
-    ("finished_at", "time"),
-    ("heartbeat_at", "time"),
-    ("worker", "str"),
-    ("workdir", "str"),
-    ("error", "str"),
-)
-
-
-def _frame(rows: Sequence[Sequence[Any]], schema: _Schema) -> pd.DataFrame:
-    """A DataFrame with fixed dtypes, the same whether or not there are rows: strings in pandas' string dtype
-    (``str`` on pandas 3), ints int64, floats float64 (NULL -> NaN), times ``datetime64[us, UTC]``."""
-    import pandas as pd
-
-    string_dtype: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    data: dict[str, pd.Series] = {}
-    for (name, kind), values in zip(schema, columns, strict=True):
-        if kind == "str":
-            data[name] = pd.Series(list(values), dtype=string_dtype)
-        elif kind == "int":
-            data[name] = pd.Series(list(values), dtype="int64")
-        elif kind == "float":
-            data[name] = pd.Series([math.nan if v is None else v for v in values], dtype="float64")
-        else:
-            data[name] = pd.Series(pd.to_datetime(list(values), utc=True)).astype("datetime64[us, UTC]")
-    return pd.DataFrame(data, columns=[name for name, _ in schema])
-
-
-# ------------------------------------------------------------------------------------------------ the store
-
-
-class RDBStore(Store):
+class RDBStore(SchemaVersioning, FrameQueries, Store):
     """The results store on any SQLAlchemy database. Use :func:`open_store` rather than this class directly."""
 
     def __init__(self, url: str | URL, *, create: bool = True) -> None:
@@ -522,82 +135,6 @@ class RDBStore(Store):
             except BaseException:
                 session.rollback()
                 raise
-
-    @contextlib.contextmanager
-    def _connection(self, *, write: bool) -> Iterator[Connection]:
-        """A Core connection in a transaction (schema work happens before any session exists)."""
-        with self._lock, self._engine.connect() as conn:
-            if self._is_sqlite:
-                conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE" if write else "DEFERRED"})
-            with conn.begin():
-                if write and conn.dialect.name == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(_PG_SCHEMA_LOCK)))
-                yield conn
-
-    # schema -----------------------------------------------------------------------------------------------
-
-    def _read_version(self, conn: Connection) -> int | None:
-        """The stored schema version; ``None`` for an empty database. Refuses foreign or damaged databases."""
-        tables = set(inspect(conn).get_table_names())
-        if Meta.__tablename__ not in tables:
-            ours = sorted(tables & set(Base.metadata.tables))
-            if ours:
-                raise StoreError(
-                    f"{self.where} has tables {ours} but no 'meta' table: it was not created by mlrd-suite or is "
-                    "damaged; point --db at another database"
-                )
-            return None
-        raw = conn.scalar(select(Meta.value).where(Meta.key == _SCHEMA_VERSION_KEY))
-        if raw is None or not raw.strip().isdigit():
-            raise StoreError(f"{self.where} has a 'meta' table without a valid schema_version (got {raw!r})")
-        return int(raw)
-
-    def _ensure_schema(self) -> None:
-        try:
-            with self._connection(write=False) as conn:
-                version = self._read_version(conn)
-            if version == SCHEMA_VERSION:
-                return
-            if version is None and not self._create:
-                raise StoreError(f"{self.where} holds no results store (no mlrd-suite tables): nothing has run there")
-            self._refuse_newer(version)
-            with self._connection(write=True) as conn:
-                version = self._read_version(conn)  # again, under the write lock: another process may have won
-                self._refuse_newer(version)
-                if version is None:
-                    Base.metadata.create_all(conn)
-                    now = _now().isoformat()
-                    conn.execute(
-                        insert(Meta),
-                        [
-                            {"key": _SCHEMA_VERSION_KEY, "value": str(SCHEMA_VERSION)},
-                            {"key": "created_at", "value": now},
-                            {"key": "created_by", "value": f"mlrd-suite {_suite_version()}"},
-                        ],
-                    )
-                elif version < SCHEMA_VERSION:
-                    self._migrate(conn, version)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open {self.where}: {getattr(exc, 'orig', None) or exc}") from exc
-
-    def _refuse_newer(self, version: int | None) -> None:
-        if version is not None and version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{self.where} has schema version {version}, this suite understands up to {SCHEMA_VERSION}; "
-                "upgrade mlrd-suite"
-            )
-
-    def _migrate(self, conn: Connection, version: int) -> None:
-        for step_from in range(version, SCHEMA_VERSION):
-            step = _MIGRATIONS.get(step_from)
-            if step is None:
-                raise SchemaVersionError(
-                    f"{self.where} has schema version {version}, this suite needs {SCHEMA_VERSION} and has no "
-                    f"migration from version {step_from}; read it with the mlrd-suite release that wrote it "
-                    "(export) or start a new database"
-                )
-            step(conn)
-        conn.execute(update(Meta).where(Meta.key == _SCHEMA_VERSION_KEY).values(value=str(SCHEMA_VERSION)))
 
     def schema_version(self) -> int:
         """The schema version recorded in the database."""
@@ -893,140 +430,6 @@ class RDBStore(Store):
             s.flush()
             return self._infos(s, [row])[0]
 
-    # frames -----------------------------------------------------------------------------------------------
-
-    def metrics_frame(self, spec: str | None = None, split: str | None = None) -> pd.DataFrame:
-        stmt = (
-            select(
-                SpecRun.run_id,
-                SpecRun.spec,
-                SpecRun.group_name,
-                SpecRun.arm,
-                Run.seed,
-                Metric.split,
-                Metric.epoch,
-                Metric.protocol,
-                Metric.name,
-                Metric.value,
-            )
-            .join(Run, Run.run_id == SpecRun.run_id)
-            .join(Metric, Metric.run_id == SpecRun.run_id)
-            .order_by(SpecRun.spec, SpecRun.ordinal, Metric.split, Metric.epoch, Metric.protocol, Metric.name)
-        )
-        if spec is not None:
-            stmt = stmt.where(SpecRun.spec == spec)
-        if split is not None:
-            stmt = stmt.where(Metric.split == split)
-        with self.session_scope(what="reading metrics") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, METRICS_COLUMNS)
-
-    def timings_frame(self, spec: str | None = None) -> pd.DataFrame:
-        stmt = (
-            select(SpecRun.run_id, SpecRun.spec, SpecRun.group_name, SpecRun.arm, Run.seed, Timing.name, Timing.value)
-            .join(Run, Run.run_id == SpecRun.run_id)
-            .join(Timing, Timing.run_id == SpecRun.run_id)
-            .order_by(SpecRun.spec, SpecRun.ordinal, Timing.name)
-        )
-        if spec is not None:
-            stmt = stmt.where(SpecRun.spec == spec)
-        with self.session_scope(what="reading timings") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, TIMINGS_COLUMNS)
-
-    def periods_frame(self, run_id: str | None = None, *, spec: str | None = None) -> pd.DataFrame:
-        stmt = (
-            select(
-                Period.run_id,
-                Period.epoch,
-                Period.period,
-                Period.action,
-                Period.lam,
-                Period.total,
-                Period.images,
-                PeriodLoss.loss,
-                PeriodLoss.mean,
-                PeriodLoss.weight,
-                PeriodLoss.contribution,
-            )
-            .outerjoin(
-                PeriodLoss,
-                (PeriodLoss.run_id == Period.run_id)
-                & (PeriodLoss.epoch == Period.epoch)
-                & (PeriodLoss.period == Period.period),
-            )
-            .order_by(Period.run_id, Period.epoch, Period.period, PeriodLoss.position)
-        )
-        if run_id is not None:
-            stmt = stmt.where(Period.run_id == run_id)
-        if spec is not None:
-            stmt = stmt.where(Period.run_id.in_(select(SpecRun.run_id).where(SpecRun.spec == spec)))
-        with self.session_scope(what="reading periods") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, PERIODS_COLUMNS)
-
-    def runs_frame(self, spec: str | None = None) -> pd.DataFrame:
-        stmt = (
-            select(
-                SpecRun.run_id,
-                SpecRun.spec,
-                SpecRun.group_name,
-                SpecRun.arm,
-                Run.seed,
-                Run.state,
-                Run.attempts,
-                Run.created_at,
-                Run.started_at,
-                Run.finished_at,
-                Run.heartbeat_at,
-                Run.worker,
-                Run.workdir,
-                Run.error,
-            )
-            .join(Run, Run.run_id == SpecRun.run_id)
-            .order_by(SpecRun.spec, SpecRun.ordinal)
-        )
-        if spec is not None:
-            stmt = stmt.where(SpecRun.spec == spec)
-        with self.session_scope(what="reading runs") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, RUNS_COLUMNS)
-
-    def export(
-        self, spec: str, path: str | Path, format: str = "csv", *, frames: Sequence[str] = ("metrics",)
-    ) -> list[Path]:
-        if format not in EXPORT_FORMATS:
-            raise StoreError(f"unknown export format {format!r}; valid formats: {list(EXPORT_FORMATS)}")
-        unknown = [f for f in frames if f not in EXPORT_FRAMES]
-        if unknown or not frames:
-            raise StoreError(f"unknown frames {unknown} to export; valid frames: {list(EXPORT_FRAMES)}")
-        if format == "parquet" and not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
-            raise StoreError("parquet export needs pyarrow: pip install pyarrow (or export with format='csv')")
-        known = self.specs()
-        if spec not in known:
-            raise StoreError(f"no runs are planned for spec {spec!r}; specs in {self.where}: {known}")
-        readers: dict[str, Callable[[], pd.DataFrame]] = {
-            "metrics": lambda: self.metrics_frame(spec),
-            "timings": lambda: self.timings_frame(spec),
-            "periods": lambda: self.periods_frame(spec=spec),
-            "runs": lambda: self.runs_frame(spec),
-        }
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^\w.-]+", "_", spec)
-        written = []
-        for name in dict.fromkeys(frames):
-            df = readers[name]()
-            target = out / f"{stem}-{name}.{format}"
-            tmp = target.with_name(f".{target.name}.tmp")
-            if format == "csv":
-                df.to_csv(tmp, index=False)
-            else:
-                df.to_parquet(tmp, index=False)
-            os.replace(tmp, target)  # atomic: a reader never sees half a file
-            written.append(target)
-        return written
-
     # lifecycle --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -1049,9 +452,3 @@ def _state(value: RunState | str) -> RunState:
         return RunState(value)
     except ValueError:
         raise StoreError(f"unknown run state {value!r}; valid states: {[s.value for s in RunState]}") from None
-
-
-def _suite_version() -> str:
-    from suite import __version__
-
-    return __version__
