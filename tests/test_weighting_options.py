@@ -115,7 +115,7 @@ def test_records_round_trip_and_match_the_methods(weighting: str) -> None:
         ("lee-kim", {"schedule": "fast"}, "schedule", r"schedule: cannot read the λ schedule 'fast'"),
         ("fixed", {}, "weights", r"weighting 'fixed' needs option\(s\) \['weights'\]"),
         ("fixed", {"weights": {"L_D": "1"}}, "weights", r"weights\.L_D must be a finite number"),
-        ("dwa", {"temperature": 0}, "temperature", r"temperature must be > 0, got 0"),
+        ("dwa", {"temperature": 0}, "temperature", r"temperature must be finite and > 0, got 0"),
         ("rlw", {"seed": -1}, "seed", r"seed must be an integer >= 0, got -1"),
         ("famo", {"optimizer": "adamw"}, "optimizer", r"optimizer must be one of 'adam', 'sgd', got 'adamw'"),
         (

@@ -266,11 +266,8 @@ class UncertaintyWeighting(WeightingMethod):
 
     def __init__(self, names: Sequence[str], *, init_log_var: float = 0.0) -> None:
         super().__init__(names)
-        if isinstance(init_log_var, bool) or not isinstance(init_log_var, (int, float)):
-            raise WeightingError(f"uncertainty: init_log_var must be a number, got {init_log_var!r}")
-        if not math.isfinite(init_log_var):
-            raise WeightingError(f"uncertainty: init_log_var must be finite, got {init_log_var!r}")
-        self._s = torch.full((self.num_losses,), float(init_log_var), dtype=torch.float64, requires_grad=True)
+        init_log_var = UncertaintyOptions(init_log_var=init_log_var).init_log_var  # the record checks it
+        self._s = torch.full((self.num_losses,), init_log_var, dtype=torch.float64, requires_grad=True)
 
     @property
     def log_vars(self) -> Tensor:
@@ -329,10 +326,8 @@ class DWA(WeightingMethod):
 
     def __init__(self, names: Sequence[str], *, temperature: float = 2.0, per_period: bool = False) -> None:
         super().__init__(names)
-        self.temperature = _positive(temperature, "dwa: temperature")
-        if not isinstance(per_period, bool):
-            raise WeightingError(f"dwa: per_period must be true or false, got {per_period!r}")
-        self.per_period = per_period
+        options = DWAOptions(temperature=temperature, per_period=per_period)  # the record checks them
+        self.temperature, self.per_period = options.temperature, options.per_period
         k = self.num_losses
         self._w = torch.ones(k, dtype=torch.float64)
         self._history: list[Tensor] = []  # the last two epoch (or period) means, oldest first
@@ -437,9 +432,7 @@ class RLW(WeightingMethod):
 
     def __init__(self, names: Sequence[str], *, seed: int = 0) -> None:
         super().__init__(names)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise WeightingError(f"rlw: seed must be an int >= 0, got {seed!r}")
-        self.seed = seed
+        self.seed = seed = RLWOptions(seed=seed).seed  # the record checks it
         k = self.num_losses
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
         self._w = torch.full((k,), 1.0 / k, dtype=torch.float64)
@@ -528,12 +521,8 @@ class FAMO(WeightingMethod):
         optimizer: str = "adam",
     ) -> None:
         super().__init__(names)
-        self.lr = _positive(lr, "famo: lr")
-        self.gamma = _positive(gamma, "famo: gamma", allow_zero=True)
-        self.eps = _positive(eps, "famo: eps")
-        if optimizer not in ("adam", "sgd"):
-            raise WeightingError(f"famo: optimizer must be 'adam' (official code) or 'sgd' (paper), got {optimizer!r}")
-        self.optimizer = optimizer
+        options = FAMOOptions(lr=lr, gamma=gamma, eps=eps, optimizer=optimizer)  # the record checks them
+        self.lr, self.gamma, self.eps, self.optimizer = options.lr, options.gamma, options.eps, options.optimizer
         k = self.num_losses
         self._xi = torch.zeros(k, dtype=torch.float64)
         self._m = torch.zeros(k, dtype=torch.float64)

@@ -58,12 +58,14 @@ def real(name: str, *, minimum: float | None = None, strict: bool = False) -> Ca
     """Parser of a finite number (an int reads as a float, so ``2`` and ``2.0`` are one option value), at least
     ``minimum`` (above it with ``strict``)."""
 
+    bound = "" if minimum is None else f" and {'>' if strict else '>='} {minimum:g}"
+
     def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("a finite number")
         x = float(value)
-        if minimum is not None and (x < minimum or (strict and x == minimum)):
-            raise WeightingError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        if not math.isfinite(x) or (minimum is not None and (x < minimum or (strict and x == minimum))):
+            raise WeightingError(f"{name} must be finite{bound}, got {value!r}")
         return x
 
     return parse
