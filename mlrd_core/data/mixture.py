@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from mlrd_core.config import RunConfig
+from mlrd_core.data.epoch import EpochDataset
 from mlrd_core.errors import DataError
 
 #: Eval datasets that switch on the leakage guard for a SUN RGB-D part.
@@ -105,7 +105,7 @@ def epoch_counts(sizes: Sequence[int], weights: Sequence[float] | None) -> list[
     return counts
 
 
-class MixtureDataset(Dataset):
+class MixtureDataset(EpochDataset):
     """Several datasets as one training set (items at their native size; see the module docstring).
 
     Args:
@@ -114,8 +114,8 @@ class MixtureDataset(Dataset):
         seed: the run's seed (which items a weighted part shows in an epoch).
 
     Items are the parts' items with ``index`` set to the mixture index. :meth:`locate` says which part and item an
-    index stands for in the current epoch; :meth:`set_epoch` selects the epoch (in shared memory, so it reaches
-    DataLoader workers as :class:`~mlrd_core.data.transforms.TransformedDataset`'s does).
+    index stands for in the current epoch; :meth:`set_epoch` selects the epoch (shared with DataLoader workers,
+    :class:`~mlrd_core.data.epoch.EpochDataset`).
     """
 
     def __init__(
@@ -135,22 +135,12 @@ class MixtureDataset(Dataset):
         self.counts = epoch_counts(self.sizes, self.weights)
         self.ends = np.cumsum(self.counts)
         self.seed = int(seed)
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        super().__init__()
         self._table_epoch = -1
         self._table: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return int(self.ends[-1])
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.item())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the items of ``epoch`` (>= 0) for the weighted parts."""
-        if epoch < 0:
-            raise DataError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.fill_(int(epoch))
 
     def _items(self, part: int, epoch: int) -> np.ndarray:
         """The item of part ``part`` at each of its positions in ``epoch``."""

@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as nnf
 from torch.utils.data import Dataset
 
+from mlrd_core.data.epoch import EpochDataset
+
 # Importing this module imports mlrd_core first, which installs the torchvision shim; torchvision itself is imported
 # lazily inside the functions that use it, so that ``import mlrd_core.data.transforms`` stays cheap.
 from mlrd_core.errors import DataError
@@ -230,13 +232,12 @@ def augment_sample(
     return apply_augment(sample, sample_augment_params(rng, config))
 
 
-class TransformedDataset(Dataset):
+class TransformedDataset(EpochDataset):
     """Wrap a dataset: resize items to ``size`` and, when ``augment`` is true, augment them with a generator seeded
     by ``(seed, epoch, index)``.
 
     Call :meth:`set_epoch` at the start of every epoch (it also calls the wrapped dataset's ``set_epoch``, if any).
-    The epoch lives in a shared-memory tensor, so the call also reaches DataLoader workers that were started earlier
-    (``persistent_workers=True``), as long as it is made before the epoch's iterator is created.
+    The epoch is shared with DataLoader workers started earlier (:class:`~mlrd_core.data.epoch.EpochDataset`).
     """
 
     def __init__(
@@ -255,22 +256,15 @@ class TransformedDataset(Dataset):
             self.size = (int(size[0]), int(size[1]))
         if seed < 0:
             raise DataError(f"seed must be >= 0, got {seed}")
+        super().__init__()
         self.dataset = dataset
         self.augment = bool(augment)
         self.seed = int(seed)
         self.config = config or AugmentConfig()
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    @property
-    def epoch(self) -> int:
-        """The epoch whose augmentations :meth:`__getitem__` draws."""
-        return int(self._epoch.item())
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (>= 0)."""
-        if epoch < 0:
-            raise DataError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.fill_(int(epoch))
+        """Select the augmentation stream of ``epoch`` (>= 0), and the wrapped dataset's epoch."""
+        super().set_epoch(epoch)
         inner = getattr(self.dataset, "set_epoch", None)
         if inner is not None:  # a dataset whose items depend on the epoch (a weighted mixture)
             inner(epoch)

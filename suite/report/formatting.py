@@ -5,13 +5,15 @@ best / improved decisions), descriptive values, and Markdown / LaTeX escaping.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlrd_core.metrics import HIGHER_IS_BETTER
-from suite.report.model import Cell, Outcome
+from suite.report.model import Cell, Outcome, Row
 
 MISSING = "–"  # an en dash, as in the paper's tables
 
@@ -148,3 +150,36 @@ def _latex_escape(text: str) -> str:
 
 def pct(latex: bool) -> str:
     return r"\,\%" if latex else " %"
+
+
+@dataclass(frozen=True)
+class CellMarkup:
+    """How one format marks what a metric cell shows: the missing value, ``±``, a cell's own n, bold (best),
+    italic (a reference row) and an improved / degraded outcome."""
+
+    missing: str
+    pm: str
+    n: Callable[[int], str]
+    bold: Callable[[str], str]
+    italic: Callable[[str], str]
+    outcome: Callable[[str, str], str]
+
+
+def metric_cell_text(metric: str, cell: Cell, row: Row, markup: CellMarkup) -> str:
+    """What a metric cell shows, in every format: the mean (and ``± std``, and its own n where it differs from the
+    row's) on a measured row, bold when best; the value in italics on a reference row; then the outcome mark."""
+    if not math.isfinite(cell.mean):
+        return markup.missing
+    text = format_value(metric, cell.mean)
+    if row.source is None:
+        if math.isfinite(cell.std):
+            text += f" {markup.pm} {format_value(metric, cell.std)}"
+        if cell.n != row.n:
+            text += markup.n(cell.n)
+        if cell.best:
+            text = markup.bold(text)
+    else:
+        text = markup.italic(text)
+    if cell.outcome in _MARKERS:
+        text = markup.outcome(text, cell.outcome)
+    return text

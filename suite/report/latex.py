@@ -4,15 +4,21 @@ expressions are typeset from the set-expression parser's tree (:meth:`mlrd_core.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from mlrd_core.errors import ExpressionError
 from mlrd_core.losses.expr import parse as parse_expression
-from suite.report.formatting import MISSING, _describe, _latex_escape, format_timing, format_value
+from suite.report.formatting import (
+    MISSING,
+    CellMarkup,
+    _describe,
+    _latex_escape,
+    format_timing,
+    metric_cell_text,
+)
 from suite.report.legend import _difference_table, _legend, difference_legend
-from suite.report.model import Cell, ReportTable, Row
+from suite.report.model import ReportTable, Row
 
 _LATEX_COLOURS: dict[str, str] = {"improved": "red", "degraded": "blue"}
 
@@ -50,22 +56,15 @@ def _latex_descriptor(column: str, value: Any) -> str:
     return _latex_escape(text)
 
 
-def _tex_cell(metric: str, cell: Cell, row: Row) -> str:
-    if not math.isfinite(cell.mean):
-        return "--"
-    text = format_value(metric, cell.mean)
-    if row.source is None:
-        if math.isfinite(cell.std):
-            text += rf" $\pm$ {format_value(metric, cell.std)}"
-        if cell.n != row.n:
-            text += f" ($n$={cell.n})"
-        if cell.best:
-            text = rf"\textbf{{{text}}}"
-    else:
-        text = rf"\textit{{{text}}}"
-    if cell.outcome in _LATEX_COLOURS:
-        text = rf"\textcolor{{{_LATEX_COLOURS[cell.outcome]}}}{{{text}}}"
-    return text
+#: LaTeX's marks of a metric cell (:func:`~suite.report.formatting.metric_cell_text`).
+LATEX_CELL = CellMarkup(
+    missing="--",
+    pm=r"$\pm$",
+    n=lambda n: f" ($n$={n})",
+    bold=lambda text: rf"\textbf{{{text}}}",
+    italic=lambda text: rf"\textit{{{text}}}",
+    outcome=lambda text, outcome: rf"\textcolor{{{_LATEX_COLOURS[outcome]}}}{{{text}}}",
+)
 
 
 def _tex_row(table: ReportTable, row: Row) -> str:
@@ -83,7 +82,7 @@ def _tex_row(table: ReportTable, row: Row) -> str:
             text = "--" if text == MISSING else _latex_escape(text)
             out.append(text if row.source is None or text == "--" else rf"\textit{{{text}}}")
         else:
-            out.append(_tex_cell(col.key, row.cells[col.key], row))
+            out.append(metric_cell_text(col.key, row.cells[col.key], row, LATEX_CELL))
     return " & ".join(out) + r" \\"
 
 

@@ -4,30 +4,30 @@ is also what the HTML page prints for each row.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-from suite.report.formatting import _FEW_SEEDS, _MARKERS, MISSING, _describe, _md_escape, format_timing, format_value
+from suite.report.formatting import (
+    _FEW_SEEDS,
+    _MARKERS,
+    MISSING,
+    CellMarkup,
+    _describe,
+    _md_escape,
+    format_timing,
+    metric_cell_text,
+)
 from suite.report.legend import _difference_table, _legend, difference_legend
-from suite.report.model import Cell, ReportTable, Row
+from suite.report.model import ReportTable, Row
 
-
-def _md_cell(metric: str, cell: Cell, row: Row) -> str:
-    if not math.isfinite(cell.mean):
-        return MISSING
-    text = format_value(metric, cell.mean)
-    if row.source is None:
-        if math.isfinite(cell.std):
-            text += f" ± {format_value(metric, cell.std)}"
-        if cell.n != row.n:
-            text += f" (n={cell.n})"
-        if cell.best:
-            text = f"**{text}**"
-    else:
-        text = f"*{text}*"
-    if cell.outcome in _MARKERS:
-        text += f" {_MARKERS[cell.outcome]}"
-    return text
+#: Markdown's marks of a metric cell (:func:`~suite.report.formatting.metric_cell_text`).
+MARKDOWN_CELL = CellMarkup(
+    missing=MISSING,
+    pm="±",
+    n=lambda n: f" (n={n})",
+    bold=lambda text: f"**{text}**",
+    italic=lambda text: f"*{text}*",
+    outcome=lambda text, outcome: f"{text} {_MARKERS[outcome]}",
+)
 
 
 def markdown_row(table: ReportTable, row: Row) -> list[str]:
@@ -46,7 +46,7 @@ def markdown_row(table: ReportTable, row: Row) -> list[str]:
             text = format_timing(row.cells[col.key])
             out.append(text if row.source is None or text == MISSING else f"*{text}*")
         else:
-            out.append(_md_cell(col.key, row.cells[col.key], row))
+            out.append(metric_cell_text(col.key, row.cells[col.key], row, MARKDOWN_CELL))
     return out
 
 

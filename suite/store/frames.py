@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from suite.store._models import (
@@ -126,6 +126,12 @@ class FrameQueries:
 
         def specs(self) -> list[str]: ...
 
+    def _read_frame(self, stmt: Select[Any], schema: _Schema, *, what: str) -> pd.DataFrame:
+        """The rows of ``stmt``, read in one transaction, as a frame of ``schema``."""
+        with self.session_scope(what=what) as s:
+            rows = [tuple(r) for r in s.execute(stmt)]
+        return _frame(rows, schema)
+
     def metrics_frame(self, spec: str | None = None, split: str | None = None) -> pd.DataFrame:
         stmt = (
             select(
@@ -148,9 +154,7 @@ class FrameQueries:
             stmt = stmt.where(SpecRun.spec == spec)
         if split is not None:
             stmt = stmt.where(Metric.split == split)
-        with self.session_scope(what="reading metrics") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, METRICS_COLUMNS)
+        return self._read_frame(stmt, METRICS_COLUMNS, what="reading metrics")
 
     def timings_frame(self, spec: str | None = None) -> pd.DataFrame:
         stmt = (
@@ -161,9 +165,7 @@ class FrameQueries:
         )
         if spec is not None:
             stmt = stmt.where(SpecRun.spec == spec)
-        with self.session_scope(what="reading timings") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, TIMINGS_COLUMNS)
+        return self._read_frame(stmt, TIMINGS_COLUMNS, what="reading timings")
 
     def periods_frame(self, run_id: str | None = None, *, spec: str | None = None) -> pd.DataFrame:
         stmt = (
@@ -192,9 +194,7 @@ class FrameQueries:
             stmt = stmt.where(Period.run_id == run_id)
         if spec is not None:
             stmt = stmt.where(Period.run_id.in_(select(SpecRun.run_id).where(SpecRun.spec == spec)))
-        with self.session_scope(what="reading periods") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, PERIODS_COLUMNS)
+        return self._read_frame(stmt, PERIODS_COLUMNS, what="reading periods")
 
     def runs_frame(self, spec: str | None = None) -> pd.DataFrame:
         stmt = (
@@ -219,9 +219,7 @@ class FrameQueries:
         )
         if spec is not None:
             stmt = stmt.where(SpecRun.spec == spec)
-        with self.session_scope(what="reading runs") as s:
-            rows = [tuple(r) for r in s.execute(stmt)]
-        return _frame(rows, RUNS_COLUMNS)
+        return self._read_frame(stmt, RUNS_COLUMNS, what="reading runs")
 
     def export(
         self, spec: str, path: str | Path, format: str = "csv", *, frames: Sequence[str] = ("metrics",)

@@ -279,19 +279,7 @@ class RDBStore(SchemaVersioning, FrameQueries, Store):
             return self._infos(s, [row])[0]
 
     def mark_running(self, run_id: str, worker: str, workdir: str | Path | None = None) -> RunInfo:
-        now = _now()
-        return self._transition(
-            run_id,
-            RunState.RUNNING,
-            worker=worker,
-            workdir=None if workdir is None else str(workdir),
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            error=None,
-            owner=None,
-            token=None,
-        )
+        return self._transition(run_id, RunState.RUNNING, **_attempt_values(worker, workdir, _now()))
 
     def claim(
         self,
@@ -318,15 +306,8 @@ class RDBStore(SchemaVersioning, FrameQueries, Store):
             .where(Run.state.in_(free) | stale)
             .values(
                 state=RunState.RUNNING.value,
-                owner=owner,
-                token=token,
-                worker=worker,
-                workdir=None if workdir is None else str(workdir),
-                started_at=now,
-                heartbeat_at=now,
-                finished_at=None,
-                error=None,
                 attempts=Run.attempts + 1,
+                **_attempt_values(worker, workdir, now, owner=owner, token=token),
             )
             .execution_options(synchronize_session=False)
         )
@@ -452,3 +433,20 @@ def _state(value: RunState | str) -> RunState:
         return RunState(value)
     except ValueError:
         raise StoreError(f"unknown run state {value!r}; valid states: {[s.value for s in RunState]}") from None
+
+
+def _attempt_values(
+    worker: str, workdir: str | Path | None, now: datetime, *, owner: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    """The columns a RUNNING attempt starts with (``mark_running`` and ``claim``): its worker and folder, the clock
+    and heartbeat at ``now``, no end or error yet, and its claim (none for ``mark_running``)."""
+    return {
+        "worker": worker,
+        "workdir": None if workdir is None else str(workdir),
+        "started_at": now,
+        "heartbeat_at": now,
+        "finished_at": None,
+        "error": None,
+        "owner": owner,
+        "token": token,
+    }
