@@ -115,6 +115,10 @@ def _frame(rows: Sequence[Sequence[Any]], schema: _Schema) -> pd.DataFrame:
     return pd.DataFrame(data, columns=[name for name, _ in schema])
 
 
+#: The first columns of every frame of a spec's runs: run id, spec, group, arm, seed (joined on ``runs``).
+_SPEC_RUN = (SpecRun.run_id, SpecRun.spec, SpecRun.group_name, SpecRun.arm, Run.seed)
+
+
 class FrameQueries:
     """The frame reads of :class:`~suite.store.storage.RDBStore` (documented on :class:`~suite.store.base.Store`):
     each one ``select`` in one read transaction of ``session_scope``, turned into a frame by :func:`_frame`."""
@@ -135,11 +139,7 @@ class FrameQueries:
     def metrics_frame(self, spec: str | None = None, split: str | None = None) -> pd.DataFrame:
         stmt = (
             select(
-                SpecRun.run_id,
-                SpecRun.spec,
-                SpecRun.group_name,
-                SpecRun.arm,
-                Run.seed,
+                *_SPEC_RUN,
                 Metric.split,
                 Metric.epoch,
                 Metric.protocol,
@@ -158,7 +158,7 @@ class FrameQueries:
 
     def timings_frame(self, spec: str | None = None) -> pd.DataFrame:
         stmt = (
-            select(SpecRun.run_id, SpecRun.spec, SpecRun.group_name, SpecRun.arm, Run.seed, Timing.name, Timing.value)
+            select(*_SPEC_RUN, Timing.name, Timing.value)
             .join(Run, Run.run_id == SpecRun.run_id)
             .join(Timing, Timing.run_id == SpecRun.run_id)
             .order_by(SpecRun.spec, SpecRun.ordinal, Timing.name)
@@ -199,11 +199,7 @@ class FrameQueries:
     def runs_frame(self, spec: str | None = None) -> pd.DataFrame:
         stmt = (
             select(
-                SpecRun.run_id,
-                SpecRun.spec,
-                SpecRun.group_name,
-                SpecRun.arm,
-                Run.seed,
+                *_SPEC_RUN,
                 Run.state,
                 Run.attempts,
                 Run.created_at,
