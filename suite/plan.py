@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,3 +165,19 @@ def unique_runs(runs: Iterable[PlannedRun]) -> list[PlannedRun]:
             seen.add(run.run_id)
             out.append(run)
     return out
+
+
+def planned_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """The store's rows of planned runs: anything with ``run_id``, ``spec``, ``group``, ``arm``, ``seed`` and a
+    ``config`` (a :class:`~suite.plan.PlannedRun`, or a benchmark's tiny run)."""
+    return [
+        {
+            "run_id": r.run_id,
+            "spec": r.spec,
+            "group": r.group,
+            "arm": r.arm,
+            "seed": r.seed,
+            "config": r.config.to_dict(),
+        }
+        for r in runs
+    ]

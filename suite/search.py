@@ -30,7 +30,7 @@ import statistics
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from mlrd_core.checkpoint import CHECKPOINT_NAME, metric_history
 from mlrd_core.config import RunConfig
 from mlrd_core.errors import ConfigError, MLRDError
 from mlrd_core.weighting import Schedule, parse_schedule
@@ -61,7 +62,6 @@ __all__ = [
     "TrialRunsFailedError",
     "as_point",
     "best_trials_table",
-    "checkpoint_history",
     "enqueue_points",
     "make_pruner",
     "make_sampler",
@@ -361,26 +361,6 @@ def trial_runs(spec: Spec, point: object) -> list[PlannedRun]:
     ]
 
 
-def checkpoint_history(path: Path, metric: str, split: str = "val") -> dict[int, float]:
-    """``{epoch: value}`` of ``metric`` on ``split`` recorded in a trainer checkpoint (empty when there is none).
-
-    The trainer writes its checkpoint atomically right after each epoch's validation, with every metric row so far
-    (also those of earlier attempts of a resumed run). It is memory-mapped: tensors are not read.
-    """
-    import pickle
-
-    import torch
-
-    if not path.exists():
-        return {}
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # gone since exists(), or not a checkpoint
-        return {}
-    rows = ckpt.get("metrics", []) if isinstance(ckpt, Mapping) else []
-    return {int(r["epoch"]): float(r["value"]) for r in rows if r.get("split") == split and r.get("name") == metric}
-
-
 def _store_values(
     store: Any, spec: str, split: str, metric: str, run_ids: Sequence[str]
 ) -> dict[str, dict[int, float]]:
@@ -421,7 +401,7 @@ class _EpochReporter:
                 continue
             if self._mtimes.get(run_id) != mtime:
                 self._mtimes[run_id] = mtime
-                self.history[run_id].update(checkpoint_history(path, self.metric))
+                self.history[run_id].update(metric_history(path, self.metric))
 
     def report(self, *, prune: bool) -> bool:
         """Report the newly complete epochs; True when ``prune`` and the pruner says stop."""
@@ -729,37 +709,35 @@ class LambdaSearch:
             raise
 
     def _run_trial(self, trial: Trial, point: TrialPoint, runs: Sequence[PlannedRun]) -> float:
-        from suite.commands._common import planned_rows
-        from suite.store import RunState
+        from suite.execution import Pending, run_plan
 
         search, store = self.search, self.store
         ids = [r.run_id for r in runs]
-        store.add_planned(planned_rows(list(runs)))
-        todo = [r for r in runs if store.get_run(r.run_id).state != RunState.DONE]
-        reused = len(runs) - len(todo)
-        trial.set_user_attr("reused", reused)
-        self._say(
-            f"trial {trial.number}: λ {point.describe()} on seeds {list(search.seeds)}"
-            + (f" ({reused} finished run(s) reused)" if reused else "")
-        )
-
-        from mlrd_core.trainer import CHECKPOINT_NAME
-
         reporter = _EpochReporter(
             trial, ids, search.objective, lambda run_id: self.executor.run_dir(run_id) / CHECKPOINT_NAME
         )
-        todo_ids = {r.run_id for r in todo}
-        done_ids = [run_id for run_id in ids if run_id not in todo_ids]
-        reporter.add(_store_values(store, self.spec.name, "val", search.objective, done_ids))
-        reporter.refresh(sorted(todo_ids))  # LOST runs of an earlier trial resume with their history
-        if todo:
-            pruned = reporter.report(prune=True)
-            if not pruned:
-                context = self.progress(len(runs), reused) if self.progress is not None else nullcontext(None)
-                with context as progress:
-                    summary = self.executor.execute(
-                        todo, on_event=progress.event if progress is not None else None, should_stop=reporter.poll
-                    )
+        pruned = False
+
+        def start(pending: Pending) -> bool:
+            nonlocal pruned
+            trial.set_user_attr("reused", pending.reused)
+            self._say(
+                f"trial {trial.number}: λ {point.describe()} on seeds {list(search.seeds)}"
+                + (f" ({pending.reused} finished run(s) reused)" if pending.reused else "")
+            )
+            todo_ids = {r.run_id for r in pending.todo}
+            done_ids = [run_id for run_id in ids if run_id not in todo_ids]
+            reporter.add(_store_values(store, self.spec.name, "val", search.objective, done_ids))
+            reporter.refresh(sorted(todo_ids))  # LOST runs of an earlier trial resume with their history
+            if pending.todo:
+                pruned = reporter.report(prune=True)
+            return bool(pending.todo) and not pruned
+
+        pending, summary = run_plan(
+            self.spec.name, store, self.executor, runs, start=start, progress=self.progress, should_stop=reporter.poll
+        )
+        if pending.todo:
+            if summary is not None:
                 if summary.interrupted:
                     raise KeyboardInterrupt
                 pruned = summary.stopped
@@ -768,7 +746,7 @@ class LambdaSearch:
                 trial.set_user_attr("pruned_at_epoch", epoch)
                 self._say(f"trial {trial.number}: pruned after epoch {epoch}")
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} (seed mean of validation {search.objective})")
-            if summary.failed:
+            if summary is not None and summary.failed:
                 first = next(iter(summary.failed.values())).splitlines()[0]
                 raise self._failed(trial, f"{len(summary.failed)} run(s) failed: {first}")
 

@@ -1,4 +1,4 @@
-"""Warm spares of the local executor: pre-started workers that become a run's worker (suite.executor docstring).
+"""Warm spares of the local executor: pre-started workers that become a run's worker (suite.execution.local docstring).
 
 Same numbers as cold starts, the spare's process really is the run's worker, no spare outlives ``execute()``, and a
 spare that dies (before or after it got its run) never loses the run. Timings are the benchmark's business
@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from suite.benchmarks.overhead import TinyRun, tiny_runs
-from suite.commands._common import planned_rows
-from suite.executor import SPARES_DIR, LocalExecutor, Slot, local_slots, pid_alive, spares_pay_off
+from suite.execution.local import SPARES_DIR, LocalExecutor, Slot, local_slots, spares_pay_off
+from suite.execution.protocol import pid_alive
+from suite.plan import planned_rows
 from suite.store import RunState, open_store
 from suite.worker import RESULT_FILE, read_json
 from suite.worker import main as worker_main

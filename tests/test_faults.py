@@ -37,8 +37,10 @@ from mlrd_core.trainer import (
 )
 from suite.benchmarks.overhead import tiny_runs
 from suite.cli import main
-from suite.commands._common import planned_rows, shown_url
-from suite.executor import LocalExecutor, Slot, pid_alive, settle_abandoned, settle_running, take_result
+from suite.commands._common import shown_url
+from suite.execution.local import LocalExecutor, Slot
+from suite.execution.protocol import pid_alive, settle_abandoned, settle_running, take_result
+from suite.plan import planned_rows
 from suite.store import RunState, open_store
 from suite.worker import HEARTBEAT_FILE, RESULT_FILE, read_json
 
@@ -231,7 +233,8 @@ def test_a_coordinator_whose_lease_was_taken_over_stops_its_worker_and_writes_no
     claim gone: A stops its worker, leaves the run to B (it waits for it), and writes nothing to the store."""
     from datetime import UTC, datetime, timedelta
 
-    from suite.executor import ExecutionSummary, _Active
+    from suite.execution.local import _Active
+    from suite.execution.protocol import ExecutionSummary
 
     run = tiny_runs([0], spec="faults")[0]
     folder = tmp_path / "runs" / run.run_id[:16]

@@ -20,7 +20,6 @@ from mlrd_core.config import RunConfig
 from mlrd_core.losses import select
 from suite import figures
 from suite.cli import main
-from suite.commands._common import planned_rows
 from suite.figures import (
     FigureDataError,
     arm_table,
@@ -32,7 +31,7 @@ from suite.figures import (
     validation_curves,
     weight_trajectories,
 )
-from suite.plan import PlannedRun, plan
+from suite.plan import PlannedRun, plan, planned_rows
 from suite.spec import load_spec
 from suite.store import Store, open_store
 

@@ -14,17 +14,18 @@ import pytest
 import tiny_spec
 from optuna.trial import TrialState
 
+from mlrd_core.checkpoint import metric_history
 from mlrd_core.errors import ConfigError
 from mlrd_core.weighting import parse_schedule
 from suite.cli import main
-from suite.executor import LocalExecutor, local_slots, pid_alive
+from suite.execution.local import LocalExecutor, local_slots
+from suite.execution.protocol import pid_alive
 from suite.plan import PlannedRun, plan
 from suite.search import (
     SEARCH_GROUP,
     LambdaSearch,
     TrialPoint,
     as_point,
-    checkpoint_history,
     enqueue_points,
     open_study,
     params_for_point,
@@ -178,7 +179,7 @@ def test_pruned_trial_stops_its_workers_and_its_runs_resume_later(tmp_path: Path
             assert not pid_alive(pid)
             run_dir = executor.run_dir(info.run_id)
             assert not (run_dir / "result.json").exists()
-            history = checkpoint_history(run_dir / "checkpoint.pt", "rmse")
+            history = metric_history(run_dir / "checkpoint.pt", "rmse")
             assert pruned_at in history and len(history) < 30  # resumable: the checkpoint holds its history
 
         LambdaSearch(spec, store, executor, study).optimize(1)
@@ -194,7 +195,7 @@ def test_executor_should_stop_stops_the_batch(tmp_path: Path) -> None:
     runs = searched_arm_runs(spec)
     store = open_store(db(tmp_path))
     try:
-        from suite.commands._common import planned_rows
+        from suite.plan import planned_rows
 
         store.add_planned(planned_rows(runs))
         executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(1))

@@ -24,17 +24,11 @@ import tiny_spec
 
 from mlrd_core.errors import ConfigError
 from suite.cli import main
-from suite.commands._common import planned_rows
-from suite.executor import LocalExecutor, Slot, settle_running
-from suite.plan import plan, unique_runs
-from suite.slurm import (
-    JOB_FILE,
-    describe_state,
-    is_alive,
-    job_states,
-    parse_job_table,
-    sbatch_parameters,
-)
+from suite.execution.local import LocalExecutor, Slot
+from suite.execution.protocol import settle_running
+from suite.execution.slurm import sbatch_parameters
+from suite.execution.slurm_jobs import JOB_FILE, describe_state, is_alive, job_states, parse_job_table
+from suite.plan import plan, planned_rows, unique_runs
 from suite.spec import SlurmSettings, apply_overrides, load_spec, loads_spec
 from suite.store import open_store
 
@@ -175,7 +169,7 @@ def test_recovery_settles_runs_by_their_job_state(tmp_path: Path, monkeypatch: p
     """An ended job makes its run LOST (resumable); a live one, or one SLURM cannot tell about, stays RUNNING."""
     results = tmp_path / "results"
     ids = _store_with_slurm_runs(results, {"D": "slurm:5_0", "all": "slurm:5_1"})
-    monkeypatch.setattr("suite.slurm.job_states", lambda jobs: {"5_0": None, "5_1": "PENDING"})
+    monkeypatch.setattr("suite.execution.slurm_jobs.job_states", lambda jobs: {"5_0": None, "5_1": "PENDING"})
     store = open_store(f"sqlite:///{results / 'mlrd.db'}")
     try:
         running = store.runs(states=["RUNNING"])
@@ -183,7 +177,7 @@ def test_recovery_settles_runs_by_their_job_state(tmp_path: Path, monkeypatch: p
         assert ingested == [] and alive == {ids[1]: "5_1"}
         assert store.get_run(ids[0]).state == "LOST" and "5_0 ended" in (store.get_run(ids[0]).error or "")
         assert store.get_run(ids[1]).state == "RUNNING"
-        monkeypatch.setattr("suite.slurm.job_states", lambda jobs: None)
+        monkeypatch.setattr("suite.execution.slurm_jobs.job_states", lambda jobs: None)
         _, alive = settle_running(store, store.runs(states=["RUNNING"]), lambda r: results / r, stale_after_s=120)
         assert alive == {ids[1]: "5_1"}
     finally:
@@ -449,8 +443,8 @@ def test_search_runs_its_trials_as_jobs_and_a_pruned_trial_cancels_them(
     import optuna
     from optuna.trial import TrialState
 
+    from suite.execution.slurm import SlurmExecutor
     from suite.search import LambdaSearch, open_study
-    from suite.slurm import SlurmExecutor
 
     path = tmp_path / "sl.toml"
     path.write_text(SPEC + SEARCH)

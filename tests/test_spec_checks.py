@@ -16,7 +16,7 @@ from mlrd_core.data import DATASETS, dataset_info, list_datasets, make_dataset
 from mlrd_core.errors import ConfigError, DataError
 from mlrd_core.losses import compute_losses, select
 from mlrd_core.losses.functional import scale_size, vanishing_losses, zero_terms
-from suite.executor import DETERMINISTIC_ERRORS
+from suite.execution.protocol import DETERMINISTIC_ERRORS
 from suite.spec import Spec, check_files, load_spec, loads_spec, require_files
 
 ROOT = Path(__file__).resolve().parents[1]

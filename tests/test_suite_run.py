@@ -15,7 +15,7 @@ import pytest
 from tiny_spec import spec_text, write_spec
 
 from suite.cli import main
-from suite.executor import pid_alive
+from suite.execution.protocol import pid_alive
 from suite.store import open_store
 from suite.worker import COORDINATOR_ENV
 
@@ -209,7 +209,7 @@ def test_printed_database_urls_hide_passwords() -> None:
 def test_ctrl_c_is_deferred_to_safe_points_in_the_coordinator() -> None:
     """A KeyboardInterrupt inside a SQLite write can leave the write lock held; the coordinator therefore turns the
     first Ctrl-C into a flag checked between writes (a second one raises at once)."""
-    from suite.executor import DeferredInterrupt
+    from suite.execution.protocol import DeferredInterrupt
 
     before = signal.getsignal(signal.SIGINT)
     with DeferredInterrupt() as interrupt:
@@ -229,7 +229,8 @@ def test_force_names_the_other_specs_that_share_its_runs(
 ) -> None:
     """Two specs with the same runs (same configs and seeds share run ids): ``--force`` on one says that the other's
     results change too, and hands every run to the executor as fresh (old results stay until new ones arrive)."""
-    from suite.executor import ExecutionSummary, LocalExecutor
+    from suite.execution.local import LocalExecutor
+    from suite.execution.protocol import ExecutionSummary
 
     handed: list[set[str]] = []
 

@@ -3,9 +3,10 @@
 The target is in docs/performance.md, "Targets".
 
 :func:`run_overhead_benchmark` pushes the same batch of tiny runs (synthetic scenes, ``test_resnet`` at 32x32,
-one epoch of a handful of images: a fraction of a second of training) through :class:`suite.executor.LocalExecutor`
-twice, each time into a fresh SQLite store and runs folder: once with every worker started cold
-(``python -m suite.worker RUN_DIR``) and once with warm spares (pre-started workers, the executor's default).
+one epoch of a handful of images: a fraction of a second of training) through
+:class:`suite.execution.local.LocalExecutor` twice, each time into a fresh SQLite store and runs folder: once with
+every worker started cold (``python -m suite.worker RUN_DIR``) and once with warm spares (pre-started workers, the
+executor's default).
 
 Per run, *wall* is the time its slot spent on it, measured in the coordinator: from the previous run's ingest on
 that slot (or the start of the batch) to this run's ingest. *fit* is ``fit()``'s own wall time, recorded by the
@@ -215,8 +216,8 @@ class _Batch:
 def _batch(mode: str, runs: list[TinyRun], *, jobs: int, folder: Path) -> _Batch:
     """Execute ``runs`` in ``mode`` into a fresh store under ``folder``; per run (in finishing order) its wall and
     fit time, how its worker started, whether it was its slot's first run; and the whole call's wall time."""
-    from suite.commands._common import planned_rows
-    from suite.executor import LocalExecutor, local_slots
+    from suite.execution.local import LocalExecutor, local_slots
+    from suite.plan import planned_rows
     from suite.store import open_store
     from suite.worker import RESULT_FILE, read_json
 
@@ -271,7 +272,7 @@ def run_overhead_benchmark(
     ``progress`` gets a line before each batch."""
     if runs < 1 or rounds < 1 or jobs < 1 or images < 1:
         raise ValueError(f"runs, rounds, jobs and images must be >= 1, got {runs}, {rounds}, {jobs}, {images}")
-    from suite.executor import local_slots
+    from suite.execution.local import local_slots
 
     planned = tiny_runs(range(runs), images=images)
     cases = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ def check_executor_arguments(args: argparse.Namespace) -> None:
     from mlrd_core.errors import ConfigError
 
     if args.executor == "slurm":
-        from suite.slurm import require_slurm
+        from suite.execution.slurm_jobs import require_slurm
 
         if args.jobs is not None:
             raise ConfigError("--jobs sets local CPU slots; with --executor slurm use --set slurm.array_parallelism=N")
@@ -80,7 +79,7 @@ def make_executor(args: argparse.Namespace, spec: Spec, store: Any, *, cpu_slots
     executor's number of slots on a machine without GPUs when ``--jobs`` is not given (default 1)."""
     attempts = max(1, args.max_attempts)
     if args.executor == "slurm":
-        from suite.slurm import SlurmExecutor, folder_for
+        from suite.execution.slurm import SlurmExecutor, folder_for
 
         settings = spec.slurm
         folder = folder_for(settings, args.results)
@@ -95,7 +94,7 @@ def make_executor(args: argparse.Namespace, spec: Spec, store: Any, *, cpu_slots
         resources = f"{settings.cpus_per_task} CPU(s), {settings.gpus_per_task} GPU(s), {settings.timeout_min} min"
         partition = settings.partition or "default partition"
         return executor, f"on SLURM [{partition}; {resources} per run; logs in {folder}]"
-    from suite.executor import LocalExecutor, local_slots
+    from suite.execution.local import LocalExecutor, local_slots
 
     slots = local_slots(args.jobs)
     if args.jobs is None and cpu_slots is not None and all(slot.device == "cpu" for slot in slots):
@@ -192,19 +191,3 @@ def check_results_folder(results: Path) -> None:
         raise ConfigError(f"cannot create the results folder {results}: {exc.strerror or exc}") from exc
     if not os.access(results, os.W_OK | os.X_OK):
         raise ConfigError(f"the results folder {results} is not writable")
-
-
-def planned_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """The store's rows of planned runs: anything with ``run_id``, ``spec``, ``group``, ``arm``, ``seed`` and a
-    ``config`` (a :class:`~suite.plan.PlannedRun`, or a benchmark's tiny run)."""
-    return [
-        {
-            "run_id": r.run_id,
-            "spec": r.spec,
-            "group": r.group,
-            "arm": r.arm,
-            "seed": r.seed,
-            "config": r.config.to_dict(),
-        }
-        for r in runs
-    ]

@@ -68,7 +68,7 @@ def show_plan(args: argparse.Namespace, spec: Spec, runs: list[PlannedRun]) -> i
     estimate, unknown = 0.0, 0
     probed: dict[str, float] = {}
     probe_steps = getattr(args, "probe", 0)
-    from suite.executor import local_slots
+    from suite.execution.local import local_slots
 
     slots = local_slots(getattr(args, "jobs", None))
     for r in runs:

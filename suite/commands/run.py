@@ -29,7 +29,6 @@ from suite.commands._common import (
     load_plan,
     make_executor,
     open_db,
-    planned_rows,
     shown_url,
 )
 
@@ -44,9 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.plan import unique_runs
+    from suite.execution import ExecutionSummary, Pending, run_plan
     from suite.progress import SuiteProgress
-    from suite.store import RunState
 
     spec, runs = load_plan(args, files="warn" if args.dry_run else "error")
     if args.dry_run:
@@ -57,37 +55,35 @@ def run(args: argparse.Namespace) -> int:
     check_results_folder(args.results)
     store = open_db(args)
     try:
-        store.add_planned(planned_rows(runs))
         # Without GPUs, one single-thread slot per core: small CPU runs (the demo's) gain little from a second
         # thread and much from a second run beside them (docs/running.md, "Slots").
         executor, where = make_executor(args, spec, store, cpu_slots=os.cpu_count() or 1)
-        executor.recover(store.runs(spec=spec.name, states=[RunState.RUNNING]))
-        todo_all = unique_runs(runs)
-        infos = {r.run_id: store.get_run(r.run_id) for r in todo_all}
-        fresh: set[str] = set()
-        if args.force:
-            fresh = {r.run_id for r in todo_all}
-            shared = sorted({m.spec for i in infos.values() for m in i.memberships if m.spec != spec.name})
-            if shared:
+
+        def start(pending: Pending) -> bool:
+            if pending.shared:
                 print(
-                    f"--force reruns runs that spec(s) {', '.join(shared)} also use; their results change too, once "
-                    "the new attempts finish",
+                    f"--force reruns runs that spec(s) {', '.join(pending.shared)} also use; their results change "
+                    "too, once the new attempts finish",
                     file=sys.stderr,
                 )
-        todo = [r for r in todo_all if r.run_id in fresh or infos[r.run_id].state != RunState.DONE]
-        elsewhere = [r for r in todo if infos[r.run_id].state == RunState.RUNNING and r.run_id not in executor.adopted]
-        if elsewhere:
-            print(
-                f"{len(elsewhere)} run(s) are RUNNING under another coordinator or SLURM job: this one waits for "
-                f"them and takes over any whose holder stops (python -m suite status {args.spec} shows them)",
-                file=sys.stderr,
-            )
-        print(
-            f"{spec.name}: {len(todo_all)} runs, {len(todo_all) - len(todo)} done, {len(todo)} to run {where}",
-            file=sys.stderr,
+            if pending.elsewhere:
+                print(
+                    f"{len(pending.elsewhere)} run(s) are RUNNING under another coordinator or SLURM job: this one "
+                    f"waits for them and takes over any whose holder stops (python -m suite status {args.spec} shows "
+                    "them)",
+                    file=sys.stderr,
+                )
+            n, done = len(pending.runs), pending.reused
+            print(f"{spec.name}: {n} runs, {done} done, {len(pending.todo)} to run {where}", file=sys.stderr)
+            return True
+
+        def progress(total: int, done: int) -> SuiteProgress:
+            return SuiteProgress(total, already_done=done)
+
+        _, summary = run_plan(
+            spec.name, store, executor, runs, force=args.force, recover=True, start=start, progress=progress
         )
-        with SuiteProgress(len(todo_all), already_done=len(todo_all) - len(todo)) as progress:
-            summary = executor.execute(todo, on_event=progress.event, fresh=fresh)
+        summary = summary or ExecutionSummary()
         from suite.commands.table import render_and_write
 
         paths, text = render_and_write(spec, runs, store, args.results, fmt="md")

@@ -27,8 +27,8 @@ from suite.commands._common import (
     store_exists,
 )
 from suite.commands._common import console as make_console
+from suite.execution.slurm_jobs import describe_state, job_id_of, job_states
 from suite.plan import unique_runs
-from suite.slurm import describe_state, job_id_of, job_states
 
 #: The group under which ``search`` records its trial runs (``suite.search.SEARCH_GROUP``, not imported here: it
 #: pulls in optuna): part of the spec, though its plan does not list them.

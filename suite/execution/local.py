@@ -44,8 +44,8 @@ spare serves one run and exits, so no state leaks from run to run. Rules:
   so none outlives the batch that started it. They are started from the coordinator's main thread, as the workers
   are: ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends, not only the process.
 
-:class:`suite.slurm.SlurmExecutor` has the same interface and shares the run-folder protocol below
-(:func:`prepare_run_dir`, :func:`failure_message`, :func:`settle_running`).
+:class:`suite.execution.slurm.SlurmExecutor` has the same interface (:class:`suite.execution.protocol.Executor`)
+and shares the run-folder protocol (:mod:`suite.execution.protocol`).
 """
 
 from __future__ import annotations
@@ -57,49 +57,39 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
+from suite.execution.protocol import (
+    STALE_AFTER_S,
+    DeferredInterrupt,
+    Event,
+    ExecutionSummary,
+    deterministic_failure,
+    failure_message,
+    new_owner,
+    new_token,
+    pid_alive,
+    prepare_run_dir,
+    settle_running,
+    take_result,
+)
 from suite.worker import (
     COORDINATOR_ENV,
-    ERROR_FILE,
     HEARTBEAT_FILE,
     LOG_FILE,
     RESULT_FILE,
-    RUN_FILE,
-    DamagedFileError,
     peek_json,
-    read_json,
-    write_json_atomic,
 )
 
-STALE_AFTER_S = 120.0
 #: Heartbeats are read, and ``should_stop`` asked, once per poll.
 POLL_S = 0.5
 #: Within a poll, how often the coordinator checks whether a worker exited (to ingest and refill its slot at once).
 EXIT_CHECK_S = 0.05
 #: Where the output of spares that have no run yet goes (under the executor's runs folder).
 SPARES_DIR = ".spares"
-#: Errors a worker records that the same config raises again on every attempt: such a run is not retried.
-DETERMINISTIC_ERRORS = frozenset(
-    {"ConfigError", "DataError", "ModelError", "ExpressionError", "ScheduleError", "WeightingError", "ShapeError"}
-)
-#: Checkpoint files a ``--force`` rerun removes before its first attempt (so it starts from scratch).
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
-
-
-class RunLike(Protocol):
-    """What an executor needs of a planned run (``suite.plan.PlannedRun`` provides it)."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def config(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -139,16 +129,6 @@ def _visible_cuda_devices() -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -203,222 +183,6 @@ def _tail(path: Path, size: int = 4000) -> str:
         return path.read_bytes()[-size:].decode(errors="replace")
     except FileNotFoundError:
         return ""
-
-
-class DeferredInterrupt:
-    """Turn Ctrl-C into a flag the coordinator checks between database writes.
-
-    A KeyboardInterrupt raised in the middle of a SQLite transaction can leave that connection holding the write
-    lock, so the coordinator's own cleanup then fails with "database is locked". Inside this context the first
-    SIGINT only sets :attr:`requested`; :meth:`check` raises KeyboardInterrupt at a safe point. A second Ctrl-C
-    raises at once, for a user who insists. Outside the main thread (no signal handlers there) it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> DeferredInterrupt:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
-@dataclass
-class ExecutionSummary:
-    done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-    #: ``should_stop`` asked to stop: active workers were stopped (their runs are LOST), queued runs not started.
-    stopped: bool = False
-    #: Runs another coordinator held when this one reached them, and that it finished (this one waited for them).
-    elsewhere: list[str] = field(default_factory=list)
-
-
-Event = Callable[[str, Mapping[str, Any]], None]
-
-
-def new_owner() -> str:
-    """A coordinator's name in the store's claims: ``host:pid:nonce`` (the nonce tells apart two coordinators of
-    one process, e.g. a search beside nothing else, and a pid reused after a reboot)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def new_token() -> str:
-    """The token of one attempt's claim; the worker writes it into ``result.json``."""
-    return uuid.uuid4().hex
-
-
-def prepare_run_dir(
-    run_dir: Path, run: Any, *, device: str, threads: int | None, attempt: str | None = None, fresh: bool = False
-) -> None:
-    """Write the worker's ``run.json`` (with ``attempt``, the claim's token) and clear what a previous attempt left
-    (result, heartbeat, error); the checkpoints stay, so the next worker resumes from them, unless ``fresh`` (a
-    ``--force`` rerun, which starts from scratch). Call it only while holding the run's claim."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (RESULT_FILE, HEARTBEAT_FILE, ERROR_FILE, *(CHECKPOINT_FILES if fresh else ())):
-        (run_dir / name).unlink(missing_ok=True)
-    write_json_atomic(
-        run_dir / RUN_FILE,
-        {
-            "run_id": run.run_id,
-            "attempt": attempt,
-            "seed": run.seed,
-            "config": run.config.to_dict(),
-            "device": device,
-            "threads": threads,
-        },
-    )
-
-
-def failure_message(run_dir: Path, otherwise: str) -> str:
-    """The worker's recorded exception and trace (``error.json``), or ``otherwise`` when it left none (or a damaged
-    one)."""
-    error = peek_json(run_dir / ERROR_FILE)
-    if error is None:
-        return otherwise
-    return f"{error.get('type', 'Error')}: {error.get('message', '')}\n{error.get('traceback', '')}"
-
-
-def deterministic_failure(run_dir: Path) -> str | None:
-    """The exception type the worker recorded when it is one that the same config raises on every attempt
-    (:data:`DETERMINISTIC_ERRORS`: a configuration or data error), else None."""
-    kind = (peek_json(run_dir / ERROR_FILE) or {}).get("type")
-    return kind if kind in DETERMINISTIC_ERRORS else None
-
-
-def reject_result(path: Path) -> Path:
-    """Move a result file that failed its checks aside as ``result.json.rejected-<UTC time>``; returns where."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.rejected-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.rejected-{stamp}-{n}")
-    os.replace(path, aside)
-    return aside
-
-
-def take_result(
-    run_dir: Path, *, run_id: str, config: Mapping[str, Any], seed: int, attempt: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The run folder's ``result.json`` once it passed :func:`mlrd_core.result.validate_result` for this run,
-    config, seed and attempt: ``(payload, None)``. ``(None, None)``: there is none. ``(None, message)``: it was
-    empty, truncated, foreign or stale; it has been moved aside (:func:`reject_result`) and ``message`` says why
-    and where it is."""
-    from mlrd_core.result import ResultError, validate_result
-
-    path = run_dir / RESULT_FILE
-    try:
-        payload = read_json(path)
-        if payload is None:
-            return None, None
-        return validate_result(payload, run_id=run_id, config=config, seed=seed, attempt=attempt), None
-    except (DamagedFileError, ResultError) as exc:
-        why = str(exc).replace(f"{path} ", "").replace(str(path), "it")
-        try:
-            aside = reject_result(path)
-        except FileNotFoundError:
-            return None, None
-        return None, f"rejected {path} ({why}); moved it to {aside}"
-
-
-def _parse_pid(name: str | None) -> tuple[str, int | None]:
-    """``(host, pid)`` of a ``host:pid:...`` owner or worker record (pid None when there is none)."""
-    host, _, rest = (name or "").partition(":")
-    first = rest.split(":")[0]
-    return host, int(first) if first.isdigit() else None
-
-
-def abandoned(info: Any, run_dir: Path, *, stale_after_s: float) -> str | None:
-    """Why a RUNNING run is no longer driven by anyone, or None while its holder may still be at work: its claim's
-    coordinator is a dead process on this host, or its lease (the store's heartbeat) is older than
-    ``stale_after_s``. Runs marked RUNNING without a claim (``owner`` None) are judged by their worker's pid and
-    heartbeat file, as before claims existed. A damaged heartbeat file reads as no heartbeat."""
-    here = socket.gethostname()
-    if info.owner:
-        host, pid = _parse_pid(info.owner)
-        if host == here and pid is not None and not pid_alive(pid):
-            return f"its coordinator (pid {pid}) is gone"
-    else:
-        host, pid = _parse_pid(info.worker)
-        if host == here and pid is not None and not pid_alive(pid):
-            return "its worker process is gone"
-    beat = peek_json(run_dir / HEARTBEAT_FILE) or {}
-    last = max(
-        float(beat.get("time", 0.0)) if isinstance(beat.get("time"), int | float) else 0.0,
-        info.heartbeat_at.timestamp() if info.heartbeat_at is not None else 0.0,
-    )
-    if time.time() - last > stale_after_s:
-        return f"no heartbeat for {stale_after_s:.0f}s"
-    return None
-
-
-def settle_abandoned(store: Any, info: Any, run_dir: Path, why: str) -> bool:
-    """Settle one abandoned RUNNING run (:func:`abandoned` said ``why``) under its old claim: ingest its result when
-    a valid one is on disk (True), else mark it LOST (resumed from its checkpoint by whoever claims it next). Both
-    writes name the old claim's token, so when two coordinators settle the same run only one of them writes."""
-    from suite.store import ClaimLostError
-
-    payload, problem = take_result(run_dir, run_id=info.run_id, config=info.config, seed=info.seed, attempt=info.token)
-    try:
-        if payload is not None:
-            return bool(store.ingest_result(info.run_id, payload, token=info.token))
-        store.mark_lost(info.run_id, f"{why}{'; ' + problem if problem else ''}", token=info.token)
-    except ClaimLostError:
-        pass  # another coordinator settled it first
-    return False
-
-
-def settle_running(
-    store: Any, running: Sequence[Any], run_dir: Callable[[str], Path], *, stale_after_s: float
-) -> tuple[list[str], dict[str, str]]:
-    """Settle runs the store says are RUNNING although no live coordinator drives them.
-
-    Runs of local workers (:func:`abandoned`): a valid finished result on disk is ingested, anything else makes the
-    run LOST, to be resumed from its checkpoint; a run whose holder is alive is left to it. Runs of SLURM jobs are
-    settled by their job's state (:func:`suite.slurm.settle_slurm_runs`) once their coordinator is gone. Returns
-    the ids ingested and, for runs whose SLURM job is still queued or running, ``{run id: job id}``.
-    """
-    from suite.slurm import is_slurm_worker, settle_slurm_runs
-
-    ingested: list[str] = []
-    slurm = []
-    for info in running:
-        folder = run_dir(info.run_id)
-        if is_slurm_worker(info.worker):
-            host, pid = _parse_pid(info.owner)
-            if host == socket.gethostname() and pid is not None and pid_alive(pid):
-                continue  # its coordinator still watches the job
-            payload, _ = take_result(folder, run_id=info.run_id, config=info.config, seed=info.seed, attempt=info.token)
-            if payload is not None and store.ingest_result(info.run_id, payload):
-                ingested.append(info.run_id)
-            elif payload is None:
-                slurm.append(info)
-            continue
-        why = abandoned(info, folder, stale_after_s=stale_after_s)
-        if why is not None and settle_abandoned(store, info, folder, why):
-            ingested.append(info.run_id)
-    alive = settle_slurm_runs(store, slurm)
-    return ingested, alive
 
 
 class LocalExecutor:

@@ -1,0 +1,28 @@
+"""Execution: planned runs become worker processes, and their results rows of the store.
+
+- :mod:`suite.execution.protocol`: the run-folder protocol between coordinator and worker (claims, ``run.json``,
+  heartbeats, ``result.json`` / ``error.json``, settling abandoned runs) and the :class:`Executor` interface;
+- :mod:`suite.execution.local`: :class:`LocalExecutor`, one subprocess per slot (GPU or CPU), warm spares;
+- :mod:`suite.execution.slurm_jobs` and :mod:`suite.execution.slurm`: SLURM job states, and
+  :class:`~suite.execution.slurm.SlurmExecutor` (job arrays through submitit);
+- :mod:`suite.execution.resume`: :func:`run_plan`, the resume and ``--force`` rules of ``run`` and ``search``.
+
+Imports go one way: protocol ← local, slurm; slurm_jobs ← protocol, slurm; resume uses only the protocol.
+"""
+
+from __future__ import annotations
+
+from suite.execution.local import LocalExecutor, Slot, local_slots
+from suite.execution.protocol import ExecutionSummary, Executor
+from suite.execution.resume import Pending, pending_runs, run_plan
+
+__all__ = [
+    "ExecutionSummary",
+    "Executor",
+    "LocalExecutor",
+    "Pending",
+    "Slot",
+    "local_slots",
+    "pending_runs",
+    "run_plan",
+]
