@@ -445,16 +445,16 @@ def test_sampled_values_take_the_field_type_so_points_match(tmp_path: Path) -> N
 def test_an_invalid_combination_fails_its_trial_not_the_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each setting is checked alone at load time; a combination the config rejects fails that trial (with the
     reason) and the study goes on."""
-    import suite.search
+    import suite.search.space
 
-    real = suite.search.apply_settings
+    real = suite.search.space.apply_settings
 
     def picky(base: object, settings: dict[str, object], **kw: object) -> object:
         if settings.get("clip") == "none" and settings["schedule"] == PAPER:
             raise ConfigError("<search>: search trial: clip none and this schedule do not go together")
         return real(base, settings, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(suite.search, "apply_settings", picky)
+    monkeypatch.setattr(suite.search.space, "apply_settings", picky)
     enqueue = '[{ schedule = "3 -> -3 @ 2", clip = "none" }]'
     spec = load_spec(write_spec(tmp_path, starts="[3]", settings=SETTINGS, enqueue=enqueue))
     store = open_store(db(tmp_path))
