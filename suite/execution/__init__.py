@@ -2,12 +2,13 @@
 
 - :mod:`suite.execution.protocol`: the run-folder protocol between coordinator and worker (claims, ``run.json``,
   heartbeats, ``result.json`` / ``error.json``, settling abandoned runs) and the :class:`Executor` interface;
-- :mod:`suite.execution.local`: :class:`LocalExecutor`, one subprocess per slot (GPU or CPU), warm spares;
+- :mod:`suite.execution.local`: :class:`LocalExecutor`, one subprocess per slot (GPU or CPU);
+  :mod:`suite.execution.workers`: its slots and pre-started spare workers;
 - :mod:`suite.execution.slurm_jobs` and :mod:`suite.execution.slurm`: SLURM job states, and
   :class:`~suite.execution.slurm.SlurmExecutor` (job arrays through submitit);
 - :mod:`suite.execution.resume`: :func:`run_plan`, the resume and ``--force`` rules of ``run`` and ``search``.
 
-Imports go one way: protocol ← local, slurm; slurm_jobs ← protocol, slurm; resume uses only the protocol.
+Imports go one way: slurm_jobs ← protocol ← workers ← local; protocol, slurm_jobs ← slurm; protocol ← resume.
 """
 
 from __future__ import annotations

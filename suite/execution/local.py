@@ -55,7 +55,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,64 +70,19 @@ from suite.execution.protocol import (
     failure_message,
     new_owner,
     new_token,
-    pid_alive,
     prepare_run_dir,
     settle_running,
     take_result,
 )
-from suite.worker import (
-    COORDINATOR_ENV,
-    HEARTBEAT_FILE,
-    LOG_FILE,
-    RESULT_FILE,
-    peek_json,
-)
+from suite.execution.workers import SPARES_DIR, Slot, SparePool, _Spare, _tail, local_slots, spares_pay_off
+from suite.worker import HEARTBEAT_FILE, LOG_FILE, RESULT_FILE, peek_json
+
+__all__ = ["SPARES_DIR", "LocalExecutor", "Slot", "local_slots", "spares_pay_off"]
 
 #: Heartbeats are read, and ``should_stop`` asked, once per poll.
 POLL_S = 0.5
 #: Within a poll, how often the coordinator checks whether a worker exited (to ingest and refill its slot at once).
 EXIT_CHECK_S = 0.05
-#: Where the output of spares that have no run yet goes (under the executor's runs folder).
-SPARES_DIR = ".spares"
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one worker runs: a device string for the trainer, extra environment, and a torch thread count."""
-
-    name: str
-    device: str = "cpu"
-    env: Mapping[str, str] = field(default_factory=dict)
-    threads: int | None = None
-
-
-def local_slots(jobs: int | None = None, *, cuda_devices: Sequence[str] | None = None) -> list[Slot]:
-    """One slot per visible GPU, or ``jobs`` CPU slots sharing the cores evenly.
-
-    GPUs are taken from ``cuda_devices`` (default: ``CUDA_VISIBLE_DEVICES`` or every device torch sees); each slot
-    pins its worker to one GPU with ``CUDA_VISIBLE_DEVICES``. ``jobs`` forces CPU slots.
-    """
-    if jobs is None:
-        if cuda_devices is None:
-            cuda_devices = _visible_cuda_devices()
-        if cuda_devices:
-            return [Slot(f"gpu{dev}", device="cuda", env={"CUDA_VISIBLE_DEVICES": str(dev)}) for dev in cuda_devices]
-        jobs = 1
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs)
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return [Slot(f"cpu{i}", device="cpu", env=env, threads=threads) for i in range(jobs)]
-
-
-def _visible_cuda_devices() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 @dataclass
@@ -147,45 +101,7 @@ class _Active:
     token: str | None = None
 
 
-@dataclass
-class _Spare:
-    """A pre-started worker waiting on its stdin for a run folder (see the module docstring)."""
-
-    slot: Slot
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log: IO[bytes]
-
-
-def _profile(slot: Slot) -> tuple[str, tuple[tuple[str, str], ...], int | None]:
-    """What a process is started with: a spare serves any slot with the same profile."""
-    return slot.device, tuple(sorted(slot.env.items())), slot.threads
-
-
-def spares_pay_off(slot: Slot) -> bool:
-    """Whether a pre-started spare shortens this slot's runs: on a GPU, or with two or more CPU threads (a cold
-    worker's imports use one core, so the slot's other cores idle meanwhile); not on a one-thread CPU slot, where a
-    spare's imports would only take the core from the run beside it (module docstring)."""
-    return slot.device != "cpu" or slot.threads is None or slot.threads >= 2
-
-
-def _sweep_spare_logs(folder: Path) -> None:
-    """Remove spare logs left by coordinators that were killed (their spares died with them). A log is named
-    ``<coordinator pid>-<n>-<slot>.log``; those of live coordinators (e.g. a search beside a run) stay."""
-    for path in folder.glob("*.log") if folder.is_dir() else ():
-        owner = path.name.split("-", 1)[0]
-        if owner.isdigit() and not pid_alive(int(owner)):
-            path.unlink(missing_ok=True)
-
-
-def _tail(path: Path, size: int = 4000) -> str:
-    try:
-        return path.read_bytes()[-size:].decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-class LocalExecutor:
+class LocalExecutor(SparePool):
     """Runs workers as local subprocesses, one per slot, and is the single writer of the store.
 
     Busy slots get a pre-started spare worker for their next run (module docstring): with ``warm=None`` (default)
@@ -442,125 +358,10 @@ class LocalExecutor:
         self.on_event("start", {"run": run, "slot": slot.name, "pid": proc.pid, "warm": spare is not None})
         return act
 
-    @staticmethod
-    def _spawn(args: list[str], slot: Slot, *, stdout: IO[bytes], stdin: int) -> subprocess.Popen[bytes]:
-        """``python -m suite.worker ARGS`` with the slot's environment, tied to the coordinator's life."""
-        # No preexec_fn (unsafe while other threads run, e.g. Optuna's heartbeat during a search): the worker ties
-        # itself to this process first thing (suite.worker.tie_to_coordinator), and its own process group keeps a
-        # terminal's Ctrl-C, which goes to the foreground group, for the coordinator alone.
-        return subprocess.Popen(
-            [sys.executable, "-m", "suite.worker", *args],
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            stdin=stdin,
-            env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1", COORDINATOR_ENV: str(os.getpid())},
-            process_group=0,
-        )
-
-    # ------------------------------------------------------------------------------------------ spares
-    def _top_up_spares(self, queued: int) -> None:
-        """Start spares for busy slots that have none, up to one per queued run (a spare nobody needs would only
-        take CPU from the runs). Called right after runs were started, so the imports overlap with their work."""
-        if not self._spares_on:
-            return
-        served = {s.slot.name for s in self._spares}
-        for slot in self.slots:
-            if len(self._spares) >= queued:
-                return
-            if slot.name not in served and (self.warm or spares_pay_off(slot)):
-                try:
-                    self._spares.append(self._start_spare(slot))
-                except OSError as exc:  # spares only save time: without one, the next run starts cold
-                    print(
-                        f"warning: no pre-started worker for slot {slot.name} ({exc}); starting workers cold",
-                        file=sys.stderr,
-                    )
-                    self._spares_on = False
-                    return
-                served.add(slot.name)
-
-    def _start_spare(self, slot: Slot) -> _Spare:
-        folder = self.runs_dir / SPARES_DIR
-        if self._spare_count == 0:
-            _sweep_spare_logs(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._spare_count += 1
-        log_path = folder / f"{os.getpid()}-{self._spare_count}-{slot.name}.log"
-        log = open(log_path, "wb")  # noqa: SIM115 - closed when the spare ends or its run does
-        try:
-            proc = self._spawn(["--spare", str(log_path)], slot, stdout=log, stdin=subprocess.PIPE)
-        except OSError:
-            log.close()
-            self._forget_spare_log(log_path)
-            raise
-        return _Spare(slot=slot, proc=proc, log_path=log_path, log=log)
-
-    def _take_spare(self, slot: Slot, run: Any) -> _Spare | None:
-        """Hand ``run``'s folder to a spare of ``slot``'s profile (its own first); None when there is none or it
-        died (then spares are off for the rest of this ``execute`` and the run starts cold)."""
-        profile = _profile(slot)
-        candidates = sorted(
-            (s for s in self._spares if _profile(s.slot) == profile), key=lambda s: s.slot.name != slot.name
-        )
-        if not candidates:
-            return None
-        spare = candidates[0]
-        self._spares.remove(spare)
-        if spare.proc.poll() is None and spare.proc.stdin is not None:
-            try:
-                spare.proc.stdin.write(f"{self.run_dir(run.run_id)}\n".encode())
-                spare.proc.stdin.close()
-                return spare
-            except BrokenPipeError:  # it died between poll() and the write
-                pass
-        code, why = self._reap_spare(spare, kill=False, output=True)  # it ended on its own: its own exit code
-        self._spare_failed(run, slot, code, why=why)
-        return None
-
     def _took_over(self, act: _Active) -> bool:
         """Whether a spare that ended had started its run (it beat the run's heartbeat, or wrote its result)."""
         beat = peek_json(act.run_dir / HEARTBEAT_FILE) or {}
         return beat.get("pid") == act.proc.pid or (act.run_dir / RESULT_FILE).exists()
-
-    def _spare_failed(self, run: Any, slot: Slot, code: int, *, why: str) -> None:
-        """A spare ended before it started ``run``: note it in the run's log, report it, and switch spares off for
-        the rest of this ``execute`` (the same cause would likely kill the next ones). The caller starts the run
-        cold; a real problem then fails that worker and is recorded as the run's failure."""
-        message = (
-            f"the pre-started worker for slot {slot.name} exited with code {code} before it started this run; "
-            f"starting the run cold (pre-started workers are off for the rest of this batch)"
-        )
-        with open(self.run_dir(run.run_id) / LOG_FILE, "a", encoding="utf-8") as log:
-            log.write(f"[coordinator] {message}\n" + (f"[its output]\n{why}\n" if why else ""))
-        self.on_event("spare_failed", {"run": run, "slot": slot.name, "code": code, "error": message, "output": why})
-        self._spares_on = False
-        self._discard_spares()
-
-    def _discard_spares(self) -> None:
-        """End every idle spare (see :meth:`_reap_spare`)."""
-        spares, self._spares = self._spares, []
-        for spare in spares:
-            self._reap_spare(spare)
-
-    def _reap_spare(self, spare: _Spare, *, kill: bool = True, output: bool = False) -> tuple[int, str]:
-        """End a spare that has no run: close its pipe, SIGKILL it if ``kill`` and it still runs (it holds no state,
-        so that is safe and immediate), wait for it, close and remove its log. Returns its exit code and, with
-        ``output``, the end of what it printed."""
-        if spare.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                spare.proc.stdin.close()
-        if kill and spare.proc.poll() is None:
-            spare.proc.kill()
-        code = spare.proc.wait()
-        spare.log.close()
-        printed = _tail(spare.log_path) if output else ""
-        self._forget_spare_log(spare.log_path)
-        return code, printed
-
-    def _forget_spare_log(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # the folder goes once no spare of any coordinator uses it
 
     def _pulse(self, act: _Active) -> None:
         """Forward a new heartbeat of the worker to the store (renewing the claim's lease). A damaged heartbeat
