@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mlrd_core.atomic import atomic_path
 from mlrd_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,15 +37,14 @@ def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     """Write atomically and keep the previous checkpoint as :data:`PREVIOUS_CHECKPOINT_NAME` beside it: a kill
     during the write leaves the previous checkpoint intact, and a checkpoint damaged later (a truncated copy, a full
     disk) still has a predecessor to resume from (:func:`load_resume_checkpoint`). The temporary file is named
-    after the process, so two writers never rename each other's half-written file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(dict(payload), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-    os.replace(tmp, path)
+    after the process, so two writers never rename each other's half-written file (:mod:`mlrd_core.atomic`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(dict(payload), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlrd_core.atomic import write_text_atomic
 from suite.plan import PlannedRun
 from suite.report import (
     TIMINGS_FRAME_COLUMNS,
@@ -215,8 +216,6 @@ def write_tables(rendered: dict[str, dict[str, str]], folder: Path) -> list[Path
     for name, formats in rendered.items():
         for fmt, text in formats.items():
             path = folder / f"{name}{_SUFFIX[fmt]}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            write_text_atomic(path, text)  # per-process temporary name: coordinators render the same tables
             paths.append(path)
     return paths

@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from mlrd_core.atomic import write_text_atomic
 from mlrd_core.errors import MLRDError
 
 RUN_FILE = "run.json"
@@ -69,9 +70,7 @@ PREWARM_MODULES = (
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Readers see the old file or the new one, never a partial write."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, sort_keys=True), hidden=True)
 
 
 class DamagedFileError(MLRDError, ValueError):

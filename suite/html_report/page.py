@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlrd_core.atomic import write_text_atomic
 from suite.html_report.sections import (
     _config_html,
     _environment_html,
@@ -238,7 +238,5 @@ def write_report(
     path = report_path(results, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(spec, runs, store, results, url=url, shown_url=shown_url)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)
     return path

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from mlrd_core.atomic import atomic_path
 from suite.store._models import (
     Metric,
     Period,
@@ -243,11 +243,10 @@ class FrameQueries:
         for name in dict.fromkeys(frames):
             df = readers[name]()
             target = out / f"{stem}-{name}.{format}"
-            tmp = target.with_name(f".{target.name}.tmp")
-            if format == "csv":
-                df.to_csv(tmp, index=False)
-            else:
-                df.to_parquet(tmp, index=False)
-            os.replace(tmp, target)  # atomic: a reader never sees half a file
+            with atomic_path(target, hidden=True) as tmp:  # a reader never sees half a file
+                if format == "csv":
+                    df.to_csv(tmp, index=False)
+                else:
+                    df.to_parquet(tmp, index=False)
             written.append(target)
         return written
