@@ -310,7 +310,6 @@ def fit(
     turns these into heartbeats and live progress. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
     """
     from mlrd_core.data.mixture import run_dataset
-    from mlrd_core.data.provenance import dataset_sources
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.losses.functional import deferred_target_check
     from mlrd_core.model import model_for_config
@@ -353,23 +352,12 @@ def fit(
         raise ConfigError(f"dataset {config.dataset!r} split {config.train_split!r} is empty")
 
     result = RunResult(config=config.to_dict(), seed=seed, loss_names=list(names))
-    start_epoch, start_batch, step = 0, 0, 0
     ckpt_path = None
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ckpt_path = Path(workdir) / CHECKPOINT_NAME
-    ckpt = None
-    if ckpt_path is not None:
-        ckpt, _ = load_resume_checkpoint(ckpt_path.parent, config=result.config, seed=seed)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        weighting.load_state_dict(ckpt["weighting"])
-        scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
-        start_epoch, start_batch, step = ckpt["epoch"], ckpt["next_batch"], ckpt["step"]
-        result.metrics = list(ckpt["metrics"])
-        result.resumed_from = {"epoch": start_epoch, "batch": start_batch, "step": step}
+    state = {"model": model, "optimizer": optimizer, "weighting": weighting, "scaler": scaler}
+    start_epoch, start_batch, step = _resume(ckpt_path, result, state)
 
     clock = _StepClock(device)
     unchecked: list[tuple[int, int, int, torch.Tensor]] = []  # (epoch, batch, step, finite [K]) since the last sync
@@ -435,23 +423,8 @@ def fit(
                     _record(result, "val", epoch, config.protocol, metrics)
                     notify("epoch", {"epoch": epoch, "metrics": metrics})
                 if ckpt_path is not None:
-                    save_checkpoint(
-                        ckpt_path,
-                        {
-                            "format": CHECKPOINT_FORMAT,
-                            "config": result.config,
-                            "seed": seed,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "weighting": weighting.state_dict(),
-                            "scaler": scaler.state_dict(),
-                            "rng": _rng_state(),
-                            "epoch": epoch + 1 if last else epoch,
-                            "next_batch": 0 if last else b + 1,
-                            "step": step,
-                            "metrics": result.metrics,
-                        },
-                    )
+                    position = (epoch + 1, 0) if last else (epoch, b + 1)
+                    save_checkpoint(ckpt_path, _checkpoint_payload(result, state, position, step))
 
     test_set = data(config.test_split) if config.test_split else None
     if test_set is not None:
@@ -461,15 +434,55 @@ def fit(
         notify("test", {"metrics": test_metrics})
 
     result.periods = [dict(r) if isinstance(r, Mapping) else asdict(r) for r in weighting.records]
+    _finish(result, clock, device, {"train": train_set, "val": val_set, "test": test_set})
+    return result
+
+
+def _resume(ckpt_path: Path | None, result: RunResult, state: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Load the run's checkpoint (with the ``.prev`` fallback) into ``state``'s objects and ``result``; returns the
+    (epoch, next batch, step) to continue from, (0, 0, 0) for a fresh start."""
+    if ckpt_path is None:
+        return 0, 0, 0
+    ckpt, _ = load_resume_checkpoint(ckpt_path.parent, config=result.config, seed=result.seed)
+    if ckpt is None:
+        return 0, 0, 0
+    for key, obj in state.items():  # model, optimizer, weighting, scaler
+        obj.load_state_dict(ckpt[key])
+    _set_rng_state(ckpt["rng"])
+    result.metrics = list(ckpt["metrics"])
+    result.resumed_from = {"epoch": ckpt["epoch"], "batch": ckpt["next_batch"], "step": ckpt["step"]}
+    return ckpt["epoch"], ckpt["next_batch"], ckpt["step"]
+
+
+def _checkpoint_payload(
+    result: RunResult, state: Mapping[str, Any], position: tuple[int, int], step: int
+) -> dict[str, Any]:
+    """What a checkpoint holds (:data:`CHECKPOINT_KEYS`): the objects' states, the RNG, where to continue."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": result.config,
+        "seed": result.seed,
+        **{key: obj.state_dict() for key, obj in state.items()},
+        "rng": _rng_state(),
+        "epoch": position[0],
+        "next_batch": position[1],
+        "step": step,
+        "metrics": result.metrics,
+    }
+
+
+def _finish(result: RunResult, clock: _StepClock, device: torch.device, datasets: Mapping[str, Any]) -> None:
+    """The run's timings, environment and the files each split read (name, size, items, hash)."""
+    from mlrd_core.data.provenance import dataset_sources
+
     result.timings.update({f"{p}_s_per_iter": t / max(clock.steps, 1) for p, t in clock.seconds.items()})
     result.timings["s_per_iter"] = sum(clock.seconds.values()) / max(clock.steps, 1)
     result.timings["timed_steps"] = float(clock.steps)
     result.timings["peak_memory_mb"] = _peak_memory_mb(device)
     result.environment = environment_info(device)
-    sources = {name: dataset_sources(d) for name, d in (("train", train_set), ("val", val_set), ("test", test_set))}
-    if any(sources.values()):  # the files each split read (name, size, items, hash; generated data has none)
+    sources = {name: dataset_sources(d) for name, d in datasets.items() if d is not None}
+    if any(sources.values()):  # generated data has none
         result.environment["data_sources"] = {name: found for name, found in sources.items() if found}
-    return result
 
 
 def _record(result: RunResult, split: str, epoch: int, protocol: str, metrics: Mapping[str, float]) -> None:
