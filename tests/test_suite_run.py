@@ -247,3 +247,40 @@ def test_force_names_the_other_specs_that_share_its_runs(
     err = capsys.readouterr().err
     assert "--force reruns runs that spec(s) tiny also use" in err
     assert handed[0] == set() and len(handed[1]) == 4
+
+
+def test_a_run_shared_by_two_groups_is_counted_in_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same config in two groups is one run (trained once) that belongs to both: each group's table counts its
+    seeds. (A regression recorded only the first group's membership, so the other table showed n = 0.)"""
+    again = """
+[[groups]]
+name = "b"
+title = "the same arm again"
+
+[[groups.arms]]
+label = "D again"
+losses = "L_D"
+weighting = "equal"
+
+[[tables]]
+name = "again"
+title = "again table"
+groups = ["b"]
+metrics = ["delta1"]
+"""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(spec_text(tail=again))
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--results", str(results), "--jobs", "2"]) == 0
+    assert "4 runs" in capsys.readouterr().err  # 6 planned rows, 4 distinct runs
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    try:
+        test = store.metrics_frame(spec="tiny").query("split == 'test' and metric == 'delta1'")
+    finally:
+        store.close()
+    seeds = test.groupby(["group", "arm"])["seed"].nunique().to_dict()
+    assert seeds == {("a", "D"): 2, ("a", "all"): 2, ("b", "D again"): 2}
+    shared = test.set_index(["group", "seed"])["value"]
+    assert shared.loc[("b", 0)] == test.query("arm == 'D' and seed == 0")["value"].item()
+    again_md = (results / "tiny" / "again.md").read_text()
+    assert "| D again" in again_md and "–" not in again_md.split("| D again", 1)[1].splitlines()[0]

@@ -44,7 +44,7 @@ def pending_runs(
     from suite.store import RunState
 
     unique = unique_runs(runs)
-    store.add_planned(planned_rows(unique))
+    store.add_planned(planned_rows(runs))  # every planned row: a run shared by two groups belongs to both
     if recover:
         executor.recover(store.runs(spec=spec, states=[RunState.RUNNING]))
     infos = {r.run_id: store.get_run(r.run_id) for r in unique}
