@@ -1,6 +1,6 @@
 """Launch-bound losses on CUDA: eager compute_losses vs the same captured in a CUDA graph (forward + backward).
 
-    python tools/cuda_graph_losses.py        # on a CUDA machine; docs/performance.md ("On a GPU") has its numbers
+python tools/cuda_graph_losses.py        # on a CUDA machine; docs/performance.md ("On a GPU") has its numbers
 """
 
 from __future__ import annotations
