@@ -12,8 +12,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from mlrd_core.atomic import atomic_path
 from suite.store._models import (
@@ -130,7 +131,7 @@ class FrameQueries:
 
         def specs(self) -> list[str]: ...
 
-    def _read_frame(self, stmt: Select[Any], schema: _Schema, *, what: str) -> pd.DataFrame:
+    def _read_frame(self, stmt: Executable, schema: _Schema, *, what: str) -> pd.DataFrame:
         """The rows of ``stmt``, read in one transaction, as a frame of ``schema``."""
         with self.session_scope(what=what) as s:
             rows = [tuple(r) for r in s.execute(stmt)]
