@@ -11,10 +11,7 @@ official form (v5, ``trainNdxs`` / ``testNdxs``, 1-based column vectors).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from PIL import Image
 from test_data_matterport3d import write_release as write_matterport
 from test_data_nyuv2 import ZipFrames, authors_sequences_zip, png_bytes, write_zip
 from test_data_sunrgbd import rotate_left_3
-from test_trainer import _KILLER, _fingerprint
+from test_trainer import _fingerprint, train_until_killed
 from tiny_spec import TINY_CONFIG
 
 from mlrd_core.config import RunConfig
@@ -253,13 +250,7 @@ def test_a_weighted_mixture_run_killed_mid_run_resumes_exactly(data: Path, tmp_p
     assert fit(config, seed=1).metrics == reference.metrics  # deterministic
     workdir = tmp_path / "killed"
     workdir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, json.dumps(config.to_dict()), str(workdir), "4", str(torch.get_num_threads())],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    proc = train_until_killed(config, workdir, step=4)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "data: leakage guard: left out 3 SUN RGB-D frames" in proc.stderr  # the run's log says it
     ckpt = load_checkpoint(workdir / CHECKPOINT_NAME)

@@ -89,6 +89,25 @@ _KILLER = textwrap.dedent(
 )
 
 
+def train_until_killed(config: RunConfig, workdir: Path, *, step: int) -> subprocess.CompletedProcess[str]:
+    """Train ``config`` (seed 1) in a child process in ``workdir`` and SIGKILL it when step ``step`` is reported."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLER,
+            json.dumps(config.to_dict()),
+            str(workdir),
+            str(step),
+            str(torch.get_num_threads()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
 @pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
 def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path, lr_schedule: str) -> None:
     """SIGKILL a real training process in the middle of epoch 0 (after its first period checkpoint, before the
@@ -99,13 +118,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path, lr_sche
 
     workdir = tmp_path / "killed"
     workdir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, json.dumps(config.to_dict()), str(workdir), "3", str(torch.get_num_threads())],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    proc = train_until_killed(config, workdir, step=3)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpt = load_checkpoint(workdir / CHECKPOINT_NAME)
     assert (ckpt["epoch"], ckpt["next_batch"]) == (0, 2)  # killed at step 3, mid-epoch, after period 0
