@@ -14,6 +14,7 @@ torchvision or timm.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 from pathlib import Path
@@ -30,10 +31,8 @@ def _load_torchvision_extension() -> None:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             library = Path(folder) / f"_C{suffix}"
             if library.is_file():
-                try:
+                with contextlib.suppress(OSError, RuntimeError):  # a build for another torch: undefined symbols
                     torch.ops.load_library(str(library))
-                except (OSError, RuntimeError):  # a build for another torch: undefined symbols
-                    return
                 return
 
 

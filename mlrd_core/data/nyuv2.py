@@ -52,6 +52,7 @@ from PIL import Image, ImageFile
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
+from mlrd_core.atomic import atomic_path
 from mlrd_core.data import OptionRule, register_dataset
 from mlrd_core.data.colorization import fill_depth_colorization
 from mlrd_core.data.provenance import Source, file_source, zip_source
@@ -391,9 +392,8 @@ class NYUv2Labeled(_PerProcessHandle):
             self._memory_cache[frame] = filled
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(partial, filled)
-            os.replace(partial, path)  # atomic: concurrent workers never read a half-written file
+            with atomic_path(path) as partial, open(partial, "wb") as fh:  # workers never read a half-written file
+                np.save(fh, filled)
         return filled
 
 
