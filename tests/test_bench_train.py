@@ -35,6 +35,13 @@ def test_bench_train_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["parameters"] > 0 and result["target_overhead"] == 0.05
 
 
+def test_bench_train_channels_last_acts_on_the_cpu_as_in_the_trainer(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*TINY, "--warmup", "0", "--device", "cpu", "--threads", "1", "--channels-last", "--json"]
+    assert main(["bench", "train", *args]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert (result["device"], result["channels_last"]) == ("cpu", True)
+
+
 def test_bench_train_table(capsys: pytest.CaptureFixture[str]) -> None:
     threads = torch.get_num_threads()
     assert main(["bench", "train", *TINY, "--device", "cpu"]) == 0

@@ -193,8 +193,8 @@ def run_train_benchmark(
     """Time full training steps of one model on one batch for each loss set of :data:`TRAIN_CASES` (module doc).
 
     ``repeats`` timed rounds after ``warmup`` untimed ones (every round runs every case once; warm-up also pays
-    Adam's state allocation and cuDNN's algorithm search). ``amp`` and ``channels_last`` act on CUDA only, as in
-    the trainer. ``threads`` sets ``torch.set_num_threads`` for the run and restores it afterwards.
+    Adam's state allocation and cuDNN's algorithm search). ``amp`` acts on CUDA only and ``channels_last`` on
+    every device, as in the trainer. ``threads`` sets ``torch.set_num_threads`` for the run and restores it afterwards.
     """
     from mlrd_core.losses import compute_losses, select
     from mlrd_core.model import create_depth_model
@@ -218,12 +218,11 @@ def run_train_benchmark(
     try:
         seed_everything(seed)
         model = create_depth_model(encoder, pretrained=False, decoder_width=decoder_width).to(dev)
-        use_channels_last = channels_last and dev.type == "cuda"
-        if use_channels_last:
+        if channels_last:  # as the trainer: NHWC on every device
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         model.train()
         image, target = (t.to(dev) for t in _batch(batch, height, width, seed))
-        if use_channels_last:
+        if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         autocast_dtype = amp_dtype(amp, dev)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -277,7 +276,7 @@ def run_train_benchmark(
         width=width,
         batch=batch,
         amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype],
-        channels_last=use_channels_last,
+        channels_last=channels_last,
         threads=used_threads,
         repeats=repeats,
         warmup=warmup,

@@ -162,7 +162,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--device", type=_devices, default="auto", help="auto (CPU, plus CUDA when available), cpu, cuda[:N] or a list"
     )
     train.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="autocast on CUDA, as the trainer's amp")
-    train.add_argument("--channels-last", action="store_true", help="channels_last model and input on CUDA")
+    train.add_argument(
+        "--channels-last", action="store_true", help="channels_last model and input (every device, as the trainer)"
+    )
     train.add_argument("--threads", type=_positive, default=None, help="torch threads (None: torch's setting)")
     train.add_argument("--seed", type=int, default=0, help="seed of the model and the synthetic batch")
     train.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
