@@ -8,7 +8,8 @@ A worker never touches the database. It communicates with the coordinator throug
   (epoch, step, loss, λ) and the worker's pid; a heartbeat that stops means the worker is gone;
 - ``result.json``: the :class:`mlrd_core.result.RunResult` in the file form of :func:`mlrd_core.result.result_payload`
   (format version, run id, config hash, the attempt's token), written atomically once the run finished, with a
-  ``worker`` record (pid, whether the process was pre-started, ``fit_s``: the wall time of ``fit()`` itself);
+  ``worker`` record (pid, whether the process was pre-started and, if so, the GPU pin it got, ``fit_s``: the wall
+  time of ``fit()`` itself);
 - ``error.json``: the exception and its traceback when the run failed;
 - ``checkpoint.pt`` (and the one before it, ``checkpoint.prev.pt``): the trainer's checkpoints, which make a rerun
   of the same folder resume.
@@ -18,12 +19,27 @@ Two ways to start one (docs/running.md, "How workers start"):
 - **cold**, ``python -m suite.worker RUN_DIR``: imports, trains, exits. The SLURM path and manual reruns use it
   (SLURM tasks call :func:`run_worker` in process).
 - **pre-started spare**, ``python -m suite.worker --spare SPARE_LOG``: the local executor starts it ahead of time
-  with the slot's environment and its output going to ``SPARE_LOG``. It does the heavy imports (torch, timm,
-  :mod:`mlrd_core`: about 2 s of a 3 s cold start on a 2-core machine) and then blocks on stdin for ONE line, the
-  run folder of its assignment; it moves its output to that folder's ``worker.log`` (with what it printed so far)
-  and trains the run exactly as a cold worker would, in the same process (so the pid the coordinator tracks, the
-  heartbeats and the signals are those of a cold worker). End of input before a line means "not needed": it exits 0.
-  CUDA is not initialised before the assignment, so an idle spare holds no GPU memory.
+  with the slot's environment less its GPU pin (:data:`PIN_ENV`) and its output going to ``SPARE_LOG``. It does the
+  heavy imports (torch, timm, :mod:`mlrd_core`: about 2 s of a 3 s cold start on a 2-core machine) and then blocks on
+  stdin for ONE line, its assignment: ``{"run_dir": RUN_DIR, "env": {"CUDA_VISIBLE_DEVICES": "3"}}`` (the run folder
+  and the pin of the slot it runs on; a plain ``RUN_DIR`` line, as typed by hand, means no pin). It sets the pin in
+  its environment (:func:`apply_pin`), moves its output to the run folder's ``worker.log`` (with what it printed so
+  far) and trains the run exactly as a cold worker would, in the same process (so the pid the coordinator tracks, the
+  heartbeats and the signals are those of a cold worker); the result's ``worker`` record names the pin
+  (``"pinned"``). End of input before a line means "not needed": it exits 0.
+
+  CUDA is not initialised before the assignment, so an idle spare holds no GPU memory and is not bound to a GPU yet:
+  that is what lets one spare serve whichever GPU slot frees first. CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when it
+  initialises, so the pin must be set before anything touches CUDA. If torch has already initialised CUDA when the
+  assignment comes, the spare refuses it (exit code :data:`PIN_REFUSED`, the reason in its output), and the
+  coordinator starts the run cold. That check cannot see everything: ``torch.cuda.is_available()`` (and
+  ``torch.cuda.device_count()`` when NVML fails) call ``cudaGetDeviceCount``, which initialises the CUDA driver and
+  fixes the device count in a C++ static (``c10::cuda::device_count``) while ``torch.cuda.is_initialized()`` stays
+  False. :func:`prewarm` calls none of them: traced over its imports with torch 2.13's CPU build, where the one
+  import-time ``torch.cuda._is_compiled()`` test (``torch._dynamo.device_interface``) only decides whether to bind a
+  function. The Python-side device count (``torch.cuda._cached_device_count``) is only cached once CUDA is
+  initialised, and the NVML count (``_device_count_nvml``) reads the environment on every call, so neither outlives a
+  later pin; ``tests/test_executor_warm.py`` checks that the imports stay clear of CUDA.
 
 Either way the process ends with ``os._exit`` once its files are written and its output flushed: the interpreter's
 teardown of torch and timm modules takes about 1 s on a 2-core machine and has nothing left to do.
@@ -53,6 +69,12 @@ LOG_FILE = "worker.log"
 #: The coordinator's pid, set in the environment of the workers it starts (see :func:`tie_to_coordinator`).
 COORDINATOR_ENV = "MLRD_COORDINATOR_PID"
 HEARTBEAT_INTERVAL_S = 2.0
+#: The variable that pins a worker to its GPU (``suite.execution.workers.local_slots``). A spare is started without
+#: it and gets its slot's value with its run (:func:`serve_spare`); the empty value of CPU slots (no GPU visible) is
+#: the same for every CPU slot, so their spares keep it from the start.
+PIN_ENV = "CUDA_VISIBLE_DEVICES"
+#: A spare's exit code when it cannot take its pin (:func:`apply_pin`): the coordinator then starts the run cold.
+PIN_REFUSED = 3
 #: What a spare imports before it waits for its run: everything ``fit`` imports on a run (measured with
 #: ``python -X importtime``); a run then only pays for what its config needs beyond them (e.g. a dataset reader).
 PREWARM_MODULES = (
@@ -207,7 +229,9 @@ def run_worker(run_dir: Path, *, origin: Mapping[str, Any] | None = None) -> int
 
 
 def prewarm() -> None:
-    """Import what every run needs (:data:`PREWARM_MODULES`), as a spare does before it waits for its run."""
+    """Import what every run needs (:data:`PREWARM_MODULES`), as a spare does before it waits for its run. Nothing
+    here may touch CUDA, not even ``torch.cuda.is_available()``: a spare gets its GPU pin only with its run, and CUDA
+    reads the pin once (module docstring)."""
     import importlib
 
     for name in PREWARM_MODULES:
@@ -234,19 +258,62 @@ def _take_over_output(run_dir: Path, spare_log: Path) -> None:
         os.close(fd)
 
 
+class PinRefusedError(MLRDError, RuntimeError):
+    """A spare cannot take its GPU pin: CUDA is already initialised in it, so the pin would be ignored."""
+
+
+def apply_pin(pin: Mapping[str, str]) -> dict[str, str]:
+    """Set a spare's GPU pin (:data:`PIN_ENV`) in ``os.environ`` before anything initialises CUDA; return the
+    pinned variables as the process now sees them (the result's ``worker.pinned``).
+
+    Raises :class:`PinRefusedError`, leaving the environment alone, when torch has already initialised CUDA in this
+    process: CUDA read the visible devices then, so the run could land on another slot's GPU. See the module
+    docstring for what this check cannot see (a bare ``cudaGetDeviceCount``) and why :func:`prewarm` never does it.
+    """
+    torch = sys.modules.get("torch")
+    if pin and torch is not None and torch.cuda.is_initialized():
+        wanted = ", ".join(f"{k}={v!r}" for k, v in sorted(pin.items()))
+        raise PinRefusedError(
+            f"CUDA is already initialised in this pre-started worker, so its GPU pin ({wanted}) would be ignored; "
+            f"refusing the run (the coordinator starts it cold)"
+        )
+    os.environ.update(pin)
+    return {name: os.environ[name] for name in pin}
+
+
+def read_assignment(line: str) -> tuple[Path, dict[str, str]] | None:
+    """A spare's assignment line: ``{"run_dir": ..., "env": {...}}`` from the coordinator, or a plain run folder
+    (typed by hand: no pin). None for an empty line (the input ended: the spare is not needed)."""
+    text = line.strip()
+    if not text:
+        return None
+    if not text.startswith("{"):
+        return Path(text), {}
+    value = json.loads(text)
+    env = value.get("env") or {}
+    return Path(value["run_dir"]), {str(k): str(v) for k, v in env.items()}
+
+
 def serve_spare(spare_log: Path, assignments: IO[str] | None = None) -> int:
-    """A pre-started worker: prewarm, wait for one run folder on ``assignments`` (stdin), then train that run in
-    this process. Returns the exit code: :func:`run_worker`'s, or 0 when the input ends before a run came (the
-    coordinator no longer needs this spare)."""
+    """A pre-started worker: prewarm, wait for one assignment on ``assignments`` (stdin: the run folder and the
+    slot's GPU pin, :func:`read_assignment`), set the pin (:func:`apply_pin`), then train that run in this process.
+    Returns the exit code: :func:`run_worker`'s, 0 when the input ends before a run came (the coordinator no longer
+    needs this spare), or :data:`PIN_REFUSED` when the pin cannot be applied (the message goes to ``spare_log``,
+    which the coordinator copies into the run's ``worker.log`` before it starts the run cold)."""
     prewarm()
     ready = time.time()
-    line = (assignments or sys.stdin).readline()
-    if not line.strip():
+    assignment = read_assignment((assignments or sys.stdin).readline())
+    if assignment is None:
         return 0
-    run_dir = Path(line.strip())
+    run_dir, pin = assignment
+    try:
+        pinned = apply_pin(pin)
+    except PinRefusedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return PIN_REFUSED
     assigned = time.time()
     _take_over_output(run_dir, spare_log)
-    origin = {"prestarted": True, "ready": ready, "assigned": assigned}
+    origin = {"prestarted": True, "ready": ready, "assigned": assigned, "pinned": pinned}
     return run_worker(run_dir, origin=origin)
 
 

@@ -7,10 +7,13 @@ spare that dies (before or after it got its run) never loses the run. Timings ar
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,14 +23,19 @@ import pytest
 from suite.benchmarks.overhead import TinyRun, tiny_runs
 from suite.execution.local import SPARES_DIR, LocalExecutor, Slot, local_slots, spares_pay_off
 from suite.execution.protocol import pid_alive
+from suite.execution.workers import _profile, slot_pin, spare_slot
 from suite.plan import planned_rows
 from suite.store import RunState, open_store
-from suite.worker import RESULT_FILE, read_json
+from suite.worker import PIN_ENV, PIN_REFUSED, RESULT_FILE, apply_pin, read_assignment, read_json, serve_spare
 from suite.worker import main as worker_main
 
 #: One CPU slot of one thread: two xdist workers share the 2 cores, and numbers are comparable across runs.
 ONE_THREAD = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SLOT = Slot("cpu0", device="cpu", env=ONE_THREAD, threads=1)
+#: Two GPU slots emulated on the CPU: each pins its worker to its "GPU", the trainer runs on the CPU.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+GPU0 = Slot("gpu0", device="cpu", env={PIN_ENV: "0", **THREADS}, threads=1)
+GPU1 = Slot("gpu1", device="cpu", env={PIN_ENV: "1", **THREADS}, threads=1)
 
 
 class Recorder:
@@ -268,3 +276,124 @@ def test_progress_says_when_a_run_restarts_cold(capsys: pytest.CaptureFixture[st
         f"cold   g/a s0 [{'ab' * 6}]: it died; starting cold",
         f"start  g/a s0 [{'ab' * 6}] on cpu0",
     ]
+
+
+def test_gpu_slots_share_spares_and_the_pin_goes_with_the_run() -> None:
+    """A spare is started without its slot's GPU pin, so slots that differ only in their pin share spares; CPU slots
+    keep their empty pin (no GPU visible) from the start, as before."""
+    gpus = local_slots(cuda_devices=["0", "3"])
+    assert _profile(gpus[0]) == _profile(gpus[1]) and _profile(GPU0) == _profile(GPU1)
+    assert PIN_ENV not in spare_slot(gpus[0]).env and spare_slot(GPU1).env == THREADS
+    assert slot_pin(gpus[1]) == {PIN_ENV: "3"} and slot_pin(GPU1) == {PIN_ENV: "1"}
+    cpu = local_slots(2, cuda_devices=[])[0]
+    assert spare_slot(cpu) == cpu and slot_pin(cpu) == {PIN_ENV: ""}
+    assert _profile(SLOT) != _profile(GPU0)  # a spare that sees no GPU never serves a pinned slot
+    assert slot_pin(Slot("cpu0", threads=2)) == {}
+
+
+def test_a_spare_serves_whichever_gpu_slot_frees_first(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs 0 and 1 start cold on gpu0 and gpu1, and one spare is started (one queued run) for gpu0, the first busy
+    slot. gpu0's worker is held until run 2 has started, so gpu1 frees first: run 2 goes to that spare, not to a cold
+    worker, and the spare runs it pinned to gpu1's device."""
+    gate = tmp_path / "run 2 started"
+    spawn = LocalExecutor._spawn
+    spawned: list[tuple[str, str, dict[str, str]]] = []
+
+    def held(args: list[str], slot: Slot, **kwargs: Any) -> subprocess.Popen[bytes]:
+        spawned.append((args[0], slot.name, dict(slot.env)))
+        if slot.name == "gpu0" and args[0] != "--spare":  # gpu0's cold worker: waits for the gate, then runs
+            code = (
+                "import os, time\n"
+                "deadline = time.monotonic() + 120\n"
+                f"while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline: time.sleep(0.02)\n"
+                "from suite.worker import exit_now, main\n"
+                f"exit_now(main([{args[0]!r}]))\n"
+            )
+            env = {**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"}
+            return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.STDOUT, env=env, **kwargs)
+        return spawn(args, slot, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "_spawn", staticmethod(held))
+    runs, store = _planned(tmp_path, [0, 1, 2])
+
+    def on_event(kind: str, info: Mapping[str, Any]) -> None:
+        recorder(kind, info)
+        if kind == "start" and info["run"].run_id == runs[2].run_id:
+            gate.touch()
+
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[GPU0, GPU1], warm=True)
+        summary = executor.execute(runs, on_event=on_event)
+        infos = {r.run_id: store.get_run(r.run_id) for r in runs}
+    finally:
+        store.close()
+    assert len(summary.done) == 3 and not summary.failed
+    starts = [(info["run"].run_id, info["slot"], info["warm"]) for info in recorder.of("start")]
+    assert starts == [(runs[0].run_id, "gpu0", False), (runs[1].run_id, "gpu1", False), (runs[2].run_id, "gpu1", True)]
+    assert len(recorder.spares) == 1  # never more spares than queued runs
+    assert [(name, env) for what, name, env in spawned if what == "--spare"] == [("gpu0", THREADS)]  # no pin yet
+    (pid,) = [info["pid"] for info in recorder.of("start") if info["warm"]]
+    assert pid == recorder.spares[0][0]
+    assert infos[runs[2].run_id].worker is not None and f":{pid}:gpu1" in infos[runs[2].run_id].worker
+    record = read_json(executor.run_dir(runs[2].run_id) / RESULT_FILE)["worker"]  # type: ignore[index]
+    assert record["pid"] == pid and record["prestarted"] is True and record["pinned"] == {PIN_ENV: "1"}
+    cold = read_json(executor.run_dir(runs[1].run_id) / RESULT_FILE)["worker"]  # type: ignore[index]
+    assert cold["prestarted"] is False and "pinned" not in cold
+    _no_spares_left(recorder, tmp_path)
+
+
+def test_a_spare_takes_its_pin_from_the_assignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PIN_ENV, "0,1")
+    assert read_assignment("\n") is None  # the input ended: not needed
+    assert read_assignment("/runs/abc\n") == (Path("/runs/abc"), {})  # a plain run folder, typed by hand
+    line = json.dumps({"run_dir": "/runs/abc", "env": {PIN_ENV: "1"}})
+    assert read_assignment(line + "\n") == (Path("/runs/abc"), {PIN_ENV: "1"})
+    assert apply_pin({PIN_ENV: "1"}) == {PIN_ENV: "1"} and os.environ[PIN_ENV] == "1"
+
+
+def test_a_spare_refuses_its_pin_once_cuda_is_initialised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CUDA reads the visible devices once: a spare in which it is already initialised would run on the wrong GPU,
+    so it exits before touching the run (the coordinator then starts the run cold, as for any spare that ended
+    before its run: test_a_spare_that_ends_after_taking_its_run_but_before_starting_it_does_not_lose_it)."""
+    import torch
+
+    monkeypatch.setenv(PIN_ENV, "0,1")
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    line = json.dumps({"run_dir": str(tmp_path), "env": {PIN_ENV: "1"}}) + "\n"
+    assert serve_spare(tmp_path / "spare.log", io.StringIO(line)) == PIN_REFUSED
+    assert os.environ[PIN_ENV] == "0,1"
+    assert "CUDA is already initialised in this pre-started worker" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # it never took over the run's folder
+
+
+def test_prewarm_leaves_cuda_alone() -> None:
+    """A spare's pin only works if nothing queried or initialised CUDA before it (suite.worker docstring): trace
+    prewarm's imports in a fresh interpreter for the torch.cuda calls that do (``is_available`` initialises the
+    driver without ``is_initialized()`` turning True)."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        watched = {"is_available", "device_count", "_device_count_nvml", "_lazy_init", "init", "current_device",
+                   "set_device", "get_device_properties", "get_device_capability", "mem_get_info"}
+        seen = []
+
+        def trace(frame, event, arg):
+            code = frame.f_code
+            if event == "call" and code.co_name in watched and "torch/cuda/" in code.co_filename.replace(chr(92), "/"):
+                seen.append(code.co_name)
+
+        sys.setprofile(trace)
+        from suite.worker import prewarm
+        prewarm()
+        sys.setprofile(None)
+        import torch
+        print(json.dumps({"calls": seen, "initialized": torch.cuda.is_initialized()}))
+        """
+    )
+    env = {**os.environ, **ONE_THREAD}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == {"calls": [], "initialized": False}

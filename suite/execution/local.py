@@ -22,11 +22,12 @@ only, which then stops its workers in order.
 
 Warm spares. A cold worker spends most of its start-up importing torch, timm and :mod:`mlrd_core` (about 2 s of
 2.3 s on a 2-core machine). So while a slot trains, the executor can keep ONE pre-started worker for it
-(``python -m suite.worker --spare LOG``, started with the slot's environment and the same ``PR_SET_PDEATHSIG`` tie)
-that imports and then blocks on its stdin. The slot's next run goes to that process: the executor writes the run
-folder as one line on its stdin, and from there on the process is that run's worker, exactly as a cold one (its pid
-in the store, heartbeats, result file, SIGTERM on Ctrl-C, LOST when it disappears). Still one process per run: a
-spare serves one run and exits, so no state leaks from run to run. Rules:
+(``python -m suite.worker --spare LOG``, started with the slot's environment less its GPU pin and the same
+``PR_SET_PDEATHSIG`` tie) that imports and then blocks on its stdin. The next slot to free takes that process: the
+executor writes the run folder and that slot's pin as one JSON line on its stdin (``{"run_dir": ..., "env":
+{"CUDA_VISIBLE_DEVICES": "3"}}``), the spare sets the pin, and from there on the process is that run's worker,
+exactly as a cold one (its pid in the store, heartbeats, result file, SIGTERM on Ctrl-C, LOST when it disappears).
+Still one process per run: a spare serves one run and exits, so no state leaks from run to run. Rules:
 
 - which slots get spares (``warm``): by default (None) GPU slots and CPU slots of two or more threads. A spare's
   imports only pay off on CPU that would otherwise idle: a cold worker imports on one core while the rest of its
@@ -34,12 +35,20 @@ spare serves one run and exits, so no state leaks from run to run. Rules:
   per slot (``--jobs`` = cores) nothing idles, and ``python -m suite bench overhead --jobs 2`` on 2 cores measured
   no gain (docs/performance.md). ``warm=True`` / ``False`` force spares on / off for every slot;
 - a spare is started right after the slot's run starts, so its imports overlap with that run's work; there are
-  never more spares than queued runs, and any spare serves any slot with the same device, environment and threads;
+  never more spares than queued runs, and any spare serves any slot with the same device, threads and environment
+  apart from the pin (the slot it was started for first);
+- the GPU pin (``CUDA_VISIBLE_DEVICES``, :data:`suite.worker.PIN_ENV`) travels with the run, not with the spare.
+  Near the end of a batch on an 8-GPU box there are fewer spares than busy GPUs, and a spare bound to one GPU would
+  idle while another GPU, freed first, started its run cold. A spare initialises no CUDA before its run, so it needs
+  no GPU until then: it sets the pin in its environment when it gets the run, and refuses the run (it exits, and the
+  run starts cold as below) if CUDA is already initialised in it, since CUDA reads the pin only once
+  (:mod:`suite.worker`). The run's ``result.json`` names the pin (``worker.pinned``). The pin of CPU slots is empty
+  (no GPU visible) and the same for all of them, so CPU spares keep it from the start and start exactly as before;
 - the first run of each slot starts cold (there is nothing to overlap it with), and so does every run once a spare
-  has failed: a spare that died before its run (an import error, a stray kill) is reported (``spare_failed`` event,
-  a note in the run's ``worker.log``), spares are switched off for the rest of :meth:`LocalExecutor.execute`, and
-  the run starts cold at once, without using one of its attempts in this batch (the store's ``attempts`` column
-  counts the extra start). A cold worker's failure is a run failure as usual;
+  has failed: a spare that ended before its run (an import error, a stray kill, a refused pin) is reported
+  (``spare_failed`` event, a note in the run's ``worker.log``), spares are switched off for the rest of
+  :meth:`LocalExecutor.execute`, and the run starts cold at once, without using one of its attempts in this batch
+  (the store's ``attempts`` column counts the extra start). A cold worker's failure is a run failure as usual;
 - spares are killed when :meth:`LocalExecutor.execute` returns or raises (and die with the coordinator otherwise),
   so none outlives the batch that started it. They are started from the coordinator's main thread, as the workers
   are: ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends, not only the process.

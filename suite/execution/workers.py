@@ -1,14 +1,16 @@
 """Worker processes of the local executor: slots (where a worker runs) and pre-started spares (workers that have
-imported and wait for a run folder); see :mod:`suite.execution.local` for when spares pay off and their rules."""
+imported and wait for a run folder and a GPU pin); see :mod:`suite.execution.local` for when spares pay off and their
+rules."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,7 +18,7 @@ from suite.execution.protocol import (
     Event,
     pid_alive,
 )
-from suite.worker import COORDINATOR_ENV, LOG_FILE
+from suite.worker import COORDINATOR_ENV, LOG_FILE, PIN_ENV
 
 #: Where the output of spares that have no run yet goes (under the executor's runs folder).
 SPARES_DIR = ".spares"
@@ -42,18 +44,18 @@ def local_slots(jobs: int | None = None, *, cuda_devices: Sequence[str] | None =
         if cuda_devices is None:
             cuda_devices = _visible_cuda_devices()
         if cuda_devices:
-            return [Slot(f"gpu{dev}", device="cuda", env={"CUDA_VISIBLE_DEVICES": str(dev)}) for dev in cuda_devices]
+            return [Slot(f"gpu{dev}", device="cuda", env={PIN_ENV: str(dev)}) for dev in cuda_devices]
         jobs = 1
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     cores = os.cpu_count() or 1
     threads = max(1, cores // jobs)
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {PIN_ENV: "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return [Slot(f"cpu{i}", device="cpu", env=env, threads=threads) for i in range(jobs)]
 
 
 def _visible_cuda_devices() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = os.environ.get(PIN_ENV)
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
     import torch
@@ -63,7 +65,8 @@ def _visible_cuda_devices() -> list[str]:
 
 @dataclass
 class _Spare:
-    """A pre-started worker waiting on its stdin for a run folder (see the module docstring)."""
+    """A pre-started worker waiting on its stdin for a run folder and a pin (see the module docstring). ``slot`` is the
+    slot it was started for: it serves any slot of the same :func:`_profile`, that one first."""
 
     slot: Slot
     proc: subprocess.Popen[bytes]
@@ -71,9 +74,26 @@ class _Spare:
     log: IO[bytes]
 
 
+def slot_pin(slot: Slot) -> dict[str, str]:
+    """The slot's GPU pin (:data:`suite.worker.PIN_ENV` as the slot sets it; empty when it sets none): what a spare
+    gets with its run."""
+    return {PIN_ENV: slot.env[PIN_ENV]} if PIN_ENV in slot.env else {}
+
+
+def spare_slot(slot: Slot) -> Slot:
+    """The slot as a spare for it is started: its environment less a GPU pin that names devices, so the spare is
+    bound to no GPU until it gets its run (and the pin with it). An empty pin (CPU slots: no GPU visible) is the same
+    for every CPU slot and stays, so a CPU spare starts exactly as a cold CPU worker does."""
+    if not slot.env.get(PIN_ENV):
+        return slot
+    return replace(slot, env={k: v for k, v in slot.env.items() if k != PIN_ENV})
+
+
 def _profile(slot: Slot) -> tuple[str, tuple[tuple[str, str], ...], int | None]:
-    """What a process is started with: a spare serves any slot with the same profile."""
-    return slot.device, tuple(sorted(slot.env.items())), slot.threads
+    """What a spare for ``slot`` is started with (:func:`spare_slot`): a spare serves any slot with the same
+    profile, so GPU slots that differ only in their pin share their spares."""
+    started = spare_slot(slot)
+    return started.device, tuple(sorted(started.env.items())), started.threads
 
 
 def spares_pay_off(slot: Slot) -> bool:
@@ -132,7 +152,8 @@ class SparePool:
     # ------------------------------------------------------------------------------------------ spares
     def _top_up_spares(self, queued: int) -> None:
         """Start spares for busy slots that have none, up to one per queued run (a spare nobody needs would only
-        take CPU from the runs). Called right after runs were started, so the imports overlap with their work."""
+        take CPU from the runs). Called right after runs were started, so the imports overlap with their work. Which
+        slot a spare is started for only sets its profile: it goes to whichever slot of that profile frees first."""
         if not self._spares_on:
             return
         served = {s.slot.name for s in self._spares}
@@ -160,7 +181,7 @@ class SparePool:
         log_path = folder / f"{os.getpid()}-{self._spare_count}-{slot.name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed when the spare ends or its run does
         try:
-            proc = self._spawn(["--spare", str(log_path)], slot, stdout=log, stdin=subprocess.PIPE)
+            proc = self._spawn(["--spare", str(log_path)], spare_slot(slot), stdout=log, stdin=subprocess.PIPE)
         except OSError:
             log.close()
             self._forget_spare_log(log_path)
@@ -168,8 +189,10 @@ class SparePool:
         return _Spare(slot=slot, proc=proc, log_path=log_path, log=log)
 
     def _take_spare(self, slot: Slot, run: Any) -> _Spare | None:
-        """Hand ``run``'s folder to a spare of ``slot``'s profile (its own first); None when there is none or it
-        died (then spares are off for the rest of this ``execute`` and the run starts cold)."""
+        """Hand ``run``'s folder and ``slot``'s GPU pin (:func:`slot_pin`) to a spare of ``slot``'s profile (its own
+        first, else one started for another slot); None when there is none or it died (then spares are off for the
+        rest of this ``execute`` and the run starts cold). A spare that cannot take the pin exits
+        (:data:`suite.worker.PIN_REFUSED`) and is handled like one that died after its assignment."""
         profile = _profile(slot)
         candidates = sorted(
             (s for s in self._spares if _profile(s.slot) == profile), key=lambda s: s.slot.name != slot.name
@@ -180,7 +203,8 @@ class SparePool:
         self._spares.remove(spare)
         if spare.proc.poll() is None and spare.proc.stdin is not None:
             try:
-                spare.proc.stdin.write(f"{self.run_dir(run.run_id)}\n".encode())
+                assignment = {"run_dir": str(self.run_dir(run.run_id)), "env": slot_pin(slot)}
+                spare.proc.stdin.write(f"{json.dumps(assignment)}\n".encode())
                 spare.proc.stdin.close()
                 return spare
             except BrokenPipeError:  # it died between poll() and the write
