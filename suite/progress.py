@@ -68,9 +68,10 @@ class SuiteProgress:
     """Progress of a whole spec: an overall bar with one line per active run (slot, run, epoch/period, loss, λ,
     ETA) on a terminal; one plain line per started/finished/failed run otherwise.
 
-    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``, ``waiting`` and
-    ``done_elsewhere`` for runs another coordinator holds, ``claim_lost``; the SLURM executor adds ``submit``,
-    ``adopt``, ``requeue`` and ``lost``). Labels and messages are printed as text, never as rich markup.
+    It consumes the executor's events (``start``, ``progress``, ``done``, ``failed``, ``retry``, ``stopped`` by the
+    coordinator, ``waiting`` and ``done_elsewhere`` for runs another coordinator holds, ``claim_lost``; the SLURM
+    executor adds ``submit``, ``adopt``, ``requeue`` and ``lost``). Labels and messages are printed as text, never
+    as rich markup.
     """
 
     def __init__(self, total: int, *, already_done: int = 0, console: Console | None = None) -> None:
@@ -103,6 +104,18 @@ class SuiteProgress:
 
     def _count(self) -> str:
         return f"{self.completed}/{self.total} done"
+
+    def add_runs(self, total: int, already_done: int = 0) -> None:
+        """Count ``total`` more runs, ``already_done`` of them finished (the search adds each trial's runs as the
+        trial starts)."""
+        self.total += total
+        self.completed += already_done
+        if self._progress is not None:
+            self._progress.update(self._overall, total=self.total, completed=self.completed, status=self._count())
+
+    def note(self, text: str) -> None:
+        """A line of text above the live display (or on stderr), e.g. the search's trial lines."""
+        self._line(text)
 
     @staticmethod
     def label(run: Any) -> str:
@@ -164,6 +177,10 @@ class SuiteProgress:
                 self._line(f"{kind.upper():<6} {self.label(run)} [{key[:12]}]: {info['error']}")
             if self._progress is not None:
                 self._progress.update(self._overall, completed=self.completed, status=self._count())
+        elif kind == "stopped":  # stopped by the coordinator (a pruned trial): LOST, resumable
+            if self._progress is not None and key in self._tasks:
+                self._progress.remove_task(self._tasks.pop(key))
+            self._line(f"stop   {self.label(run)} [{key[:12]}]: {info['why']}")
         elif kind == "retry":
             self._line(f"retry  {self.label(run)} [{key[:12]}] (attempt {info['attempt']})")
         elif kind == "spare_failed":  # the run starts again at once, cold; its start line follows

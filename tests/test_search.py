@@ -529,3 +529,129 @@ def test_ctrl_c_fails_the_trial_and_the_same_command_retries_it_from_the_checkpo
         for run_id in trials[1].user_attrs["run_ids"]
     ]
     assert any(r is not None for r in resumed)  # at least the run that had a checkpoint resumed from it
+
+
+# ------------------------------------------------------------------------------------------------ parallel trials
+
+BOTH = '["3 -> -3 @ 2", "1 -> -3 @ 2"]'
+
+
+class PruneStartOne(optuna.pruners.BasePruner):
+    """Prunes the trials with start = 1 at their first report, never the others."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.params.get("start") == 1
+
+
+class CtrlCAtFirstReport(optuna.pruners.BasePruner):
+    """Stands for a Ctrl-C that comes while two trials train: raised where the coordinator asks the pruner."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        raise KeyboardInterrupt
+
+
+def runs_of(store: object, trial: optuna.trial.FrozenTrial) -> list[object]:
+    return [store.get_run(run_id) for run_id in trial.user_attrs["run_ids"]]  # type: ignore[attr-defined]
+
+
+def test_two_trials_run_at_once_on_the_slots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, epochs=3, enqueue=BOTH)
+    results = tmp_path / "results"
+    args = ["search", str(spec), "--results", str(results), "--jobs", "4"]
+    assert main([*args, "--parallel", "0"]) == 2
+    assert "--parallel must be >= 1, got 0" in capsys.readouterr().err
+
+    assert main([*args, "--parallel", "2"]) == 0
+    assert "running 2, 2 at a time, on 4 slot(s)" in capsys.readouterr().err
+    trials = load(db(results)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [t.params["start"] for t in trials] == [3, 1]
+    store = open_store(db(results))
+    try:
+        first, second = (runs_of(store, t) for t in trials)
+    finally:
+        store.close()
+    assert all(i.state == RunState.DONE and i.attempts == 1 for i in [*first, *second])  # type: ignore[attr-defined]
+    # at once: every run of both trials started before any of them finished
+    assert max(i.started_at for i in [*first, *second]) < min(i.finished_at for i in [*first, *second])  # type: ignore[attr-defined]
+
+
+def test_a_pruned_trial_stops_its_own_runs_while_the_other_trial_goes_on(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, epochs=6, enqueue=BOTH))
+    store = open_store(db(tmp_path))
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(4))
+        study = open_study(spec, db(tmp_path), pruner=PruneStartOne())
+        enqueue_points(study, spec)
+        LambdaSearch(spec, store, executor, study, parallel=2).optimize(2)
+        kept, pruned = study.trials
+        assert (kept.state, pruned.state) == (TrialState.COMPLETE, TrialState.PRUNED)
+        assert pruned.user_attrs["pruned_at_epoch"] < 5 and len(kept.intermediate_values) == 6
+        assert all(i.state == RunState.DONE and i.attempts == 1 for i in runs_of(store, kept))  # type: ignore[attr-defined]
+        lost = runs_of(store, pruned)
+        assert all(i.state == RunState.LOST and "stopped early" in (i.error or "") for i in lost)  # type: ignore[attr-defined]
+        assert all((executor.run_dir(i.run_id) / "checkpoint.pt").exists() for i in lost)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_two_trials_of_one_point_at_once_train_its_runs_once(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, starts="[3]", enqueue="[]"))
+    store = open_store(db(tmp_path))
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(2))
+        study = open_study(spec, db(tmp_path))
+        study.enqueue_trial({"start": 3})
+        study.enqueue_trial({"start": 3})
+        LambdaSearch(spec, store, executor, study, parallel=2).optimize(2)
+        one, two = study.trials
+        assert one.state == two.state == TrialState.COMPLETE and one.value == two.value
+        assert one.user_attrs["run_ids"] == two.user_attrs["run_ids"]
+        assert [i.attempts for i in runs_of(store, one)] == [1, 1]  # type: ignore[attr-defined]
+        assert len(store.runs(spec="tiny")) == 2
+    finally:
+        store.close()
+
+
+def test_ctrl_c_with_two_trials_running_retries_both_from_their_checkpoints(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, epochs=4, enqueue=BOTH))
+    store = open_store(db(tmp_path))
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(4))
+        study = open_study(spec, db(tmp_path), pruner=CtrlCAtFirstReport())
+        enqueue_points(study, spec)
+        with pytest.raises(KeyboardInterrupt):
+            LambdaSearch(spec, store, executor, study, parallel=2).optimize(2)
+        trials = study.trials
+        assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.WAITING] * 2
+        assert all(t.user_attrs["interrupted"] and "error" not in t.user_attrs for t in trials[:2])
+        assert [t.user_attrs["retry_of"] for t in trials[2:]] == [0, 1]
+        assert [t.user_attrs["schedule"] for t in trials[2:]] == [t.user_attrs["schedule"] for t in trials[:2]]
+        assert trials_counted(study) == 0
+        stopped = [i for t in trials[:2] for i in runs_of(store, t)]
+        assert all(i.state == RunState.LOST and "Ctrl-C" in (i.error or "") for i in stopped)  # type: ignore[attr-defined]
+
+        study = open_study(spec, db(tmp_path), pruner=optuna.pruners.NopPruner())
+        LambdaSearch(spec, store, executor, study, parallel=2).optimize()
+        trials = study.trials
+        assert [t.state for t in trials[2:]] == [TrialState.COMPLETE] * 2
+        assert [t.user_attrs["run_ids"] for t in trials[2:]] == [t.user_attrs["run_ids"] for t in trials[:2]]
+        resumed = [
+            json.loads((executor.run_dir(i.run_id) / "result.json").read_text())["resumed_from"]  # type: ignore[attr-defined]
+            for i in stopped
+        ]
+        assert all(r is not None for r in resumed)  # every run had validated an epoch, so each resumed
+    finally:
+        store.close()
+
+
+def test_default_parallel_trials_keep_every_local_slot_busy() -> None:
+    from suite.commands.search import parallel_trials
+    from suite.execution.workers import Slot
+
+    class Local:
+        def __init__(self, n: int) -> None:
+            self.slots = [Slot(f"gpu{i}", device="cuda") for i in range(n)]
+
+    assert [parallel_trials(Local(n), 3) for n in (1, 3, 4, 8, 9)] == [1, 1, 2, 3, 3]
+    assert parallel_trials(object(), 3) == 1  # SLURM: the cluster's queue decides

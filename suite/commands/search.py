@@ -12,7 +12,9 @@ resume from their checkpoints. Ends with a table of the best trials. See docs/se
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from typing import Any
 
 from mlrd_core.errors import MLRDError
 from suite.commands._common import (
@@ -42,6 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run N more trials (default: what is left of the spec's search.n_trials; 0: only print the table)",
     )
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="K",
+        help="trials running at once, their runs sharing the executor's slots (default: as many as the local slots "
+        "allow, slots / seeds rounded up, so no slot idles; 1 with --executor slurm). TPE samples with a constant "
+        "liar, so trials running at once spread out (docs/search.md)",
+    )
     add_executor_arguments(parser, jobs_default="one per visible GPU, else one per search seed")
     parser.add_argument("--top", type=int, default=10, help="trials shown in the table (default 10)")
     parser.set_defaults(func=run)
@@ -64,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 0:
         print("error: --trials must be >= 0", file=sys.stderr)
         return 2
+    if args.parallel is not None and args.parallel < 1:
+        print(f"error: --parallel must be >= 1, got {args.parallel}", file=sys.stderr)
+        return 2
     spec, _ = load_plan(args, files="error")
     search = require_search(spec)
     check_executor_arguments(args)
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise type(exc)(str(exc).replace(url, shown)) from None
         # seeds side by side on a CPU machine: per-epoch seed means (pruning) come early
         executor, where = make_executor(args, spec, store, cpu_slots=len(search.seeds))
+        parallel = args.parallel or parallel_trials(executor, len(search.seeds))
         running = store.runs(spec=spec.name, states=[RunState.RUNNING])
         if running:  # left by a killed coordinator: ingest or mark LOST (resumed from checkpoints)
             executor.recover(running)
@@ -93,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
         enqueued = enqueue_points(study, spec) if todo else []
         say(
             f"study {search.study!r} ({shown}): {before} trial(s) so far, {done} of the spec's "
-            f"{search.n_trials} counted; running {todo} {where}"
+            f"{search.n_trials} counted; running {todo}"
+            + (f", {parallel} at a time," if todo > 1 and parallel > 1 else "")
+            + f" {where}"
             + (f"; enqueued {', '.join(s.describe() for s in enqueued)}" if enqueued else "")
         )
         searcher = LambdaSearch(
@@ -103,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             study,
             progress=lambda total, reused: SuiteProgress(total, already_done=reused),
             log=say,
+            parallel=parallel,
         )
         try:
             searcher.optimize(todo, timeout_s=args.timeout)
@@ -120,3 +138,11 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: the same command resumes (the interrupted trial runs again first)", file=sys.stderr)
         return 130
     return 0
+
+
+def parallel_trials(executor: Any, seeds: int) -> int:
+    """Trials at once by default: enough to keep every local slot busy (slots / seeds, rounded up: 8 GPUs and 3
+    seeds run 3 trials, the ninth run waiting for the first free GPU); 1 on SLURM, where the cluster's queue, not
+    the coordinator, decides how many tasks run (``--parallel K`` submits K trials' arrays at once)."""
+    slots = len(getattr(executor, "slots", ()))
+    return max(1, math.ceil(slots / max(1, seeds))) if slots else 1

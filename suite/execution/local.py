@@ -75,6 +75,9 @@ from suite.execution.protocol import (
     DeferredInterrupt,
     Event,
     ExecutionSummary,
+    Steering,
+    apply_steer,
+    check_waiting,
     deterministic_failure,
     failure_message,
     new_owner,
@@ -158,6 +161,7 @@ class LocalExecutor(SparePool):
         *,
         should_stop: Callable[[], bool] | None = None,
         fresh: Collection[str] = (),
+        steer: Steering | None = None,
     ) -> ExecutionSummary:
         """Run ``runs`` to completion (or failure past the retry budget). Ctrl-C stops the workers; their runs
         become LOST and resume from their checkpoints the next time.
@@ -172,6 +176,10 @@ class LocalExecutor(SparePool):
         remains; when it returns True the active workers are stopped the same way (runs LOST, resumable), queued runs
         are not started, and the summary says ``stopped`` (the λ search prunes trials with it). Spare workers
         (:attr:`warm`) are killed before this returns or raises.
+
+        ``steer`` feeds more runs as it goes and stops some of them (:class:`~suite.execution.protocol.Steer`; the
+        search's parallel trials): it is called before anything starts and after every poll, and ``execute`` returns
+        once it said ``closed`` and the runs it gave are settled.
         """
         if on_event is not None:
             self.on_event = on_event
@@ -185,8 +193,18 @@ class LocalExecutor(SparePool):
         self._spares_on = self.warm is not False
         try:
             with interrupt:
-                while queue or active or waiting:
+                open_ = steer is not None
+                while queue or active or waiting or open_:
                     interrupt.check()
+                    if open_ and steer is not None:
+                        order = steer(summary)
+                        open_ = not order.closed
+                        stop = apply_steer(
+                            order, queue=queue, running=active, waiting=waiting, attempts=attempts, summary=summary
+                        )
+                        for act in stop:
+                            del active[act.run.run_id]
+                        self._stop_all(stop, "stopped early by the coordinator (e.g. a pruned search trial)")
                     free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
                     while queue and free:
                         run = queue.pop(0)
@@ -201,7 +219,16 @@ class LocalExecutor(SparePool):
                     self._wait(active, interrupt)
                     interrupt.check()
                     self._poll(active, queue, attempts, summary, waiting)
-                    self._check_waiting(waiting, queue, summary)
+                    check_waiting(
+                        self.store,
+                        waiting,
+                        queue,
+                        summary,
+                        run_dir=self.run_dir,
+                        stale_after_s=self.stale_after_s,
+                        fresh=self._fresh,
+                        on_event=self.on_event,
+                    )
                     if should_stop is not None and (queue or active or waiting) and should_stop():
                         summary.stopped = True
                         queue.clear()
@@ -219,26 +246,6 @@ class LocalExecutor(SparePool):
         finally:
             self._discard_spares()
         return summary
-
-    def _check_waiting(self, waiting: dict[str, Any], queue: list[Any], summary: ExecutionSummary) -> None:
-        """Runs held by another coordinator: DONE there counts as done here; free again (FAILED, LOST, or its holder
-        gone: settled here under its claim) goes back to the queue, to be claimed."""
-        from suite.store import RunState
-
-        for run_id, run in list(waiting.items()):
-            info = self.store.get_run(run_id)
-            state = RunState(info.state)
-            if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
-                settle_running(self.store, [info], self.run_dir, stale_after_s=self.stale_after_s)
-                state = RunState(self.store.get_run(run_id).state)
-            if state is RunState.RUNNING:
-                continue
-            del waiting[run_id]
-            if state is RunState.DONE and run_id not in self._fresh:
-                summary.elsewhere.append(run_id)
-                self.on_event("done_elsewhere", {"run": run})
-            else:
-                queue.append(run)
 
     def _wait(self, active: Mapping[str, _Active], interrupt: DeferredInterrupt) -> None:
         """Sleep up to :data:`POLL_S`, returning early when a worker exits (so its result is ingested and its slot
@@ -322,6 +329,7 @@ class LocalExecutor(SparePool):
             if record:
                 with contextlib.suppress(ClaimLostError):
                     self.store.mark_lost(act.run.run_id, f"{why}; resumes on the next run", token=act.token)
+                self.on_event("stopped", {"run": act.run, "why": why})
 
     def _start(self, run: Any, slot: Slot) -> _Active | None:
         """Claim ``run`` and start it on ``slot``: on a spare of the slot's profile when there is one (if it is still

@@ -116,6 +116,59 @@ class ExecutionSummary:
 Event = Callable[[str, Mapping[str, Any]], None]
 
 
+@dataclass
+class Steer:
+    """What a coordinator that feeds an executor as it goes (``execute(..., steer=...)``) tells it at each poll.
+
+    The λ search runs several trials at once this way: each finished or pruned trial makes room for the next one's
+    runs, on the slots the others leave free, in one ``execute`` call (one set of slots, spares, claims and Ctrl-C
+    handling). ``steer(summary)`` is called before the first runs start and once per poll after the finished workers
+    were settled, so ``summary`` says which runs are done, failed past their retries, or were finished by another
+    coordinator.
+    """
+
+    #: More runs to train (none ``fresh``). A run already queued, running or waited for is not added twice; one that
+    #: failed earlier in this ``execute`` starts again with a new attempt budget.
+    add: Sequence[Any] = ()
+    #: Runs to stop: a running worker is stopped as by ``should_stop`` (the run becomes LOST, resumable from its
+    #: checkpoints), a queued or waited-for run is dropped.
+    stop: Collection[str] = ()
+    #: Nothing more will be added: ``execute`` returns once the runs it has are settled. Until then it keeps polling
+    #: (and calling ``steer``) even with nothing to run.
+    closed: bool = False
+
+
+#: The ``steer`` callback of ``execute``.
+Steering = Callable[[ExecutionSummary], Steer]
+
+
+def apply_steer(
+    order: Steer,
+    *,
+    queue: list[Any],
+    running: Mapping[str, Any],
+    waiting: dict[str, Any],
+    attempts: dict[str, int],
+    summary: ExecutionSummary,
+) -> list[Any]:
+    """Apply ``order`` to an executor's books (both executors use this): queue the new runs it does not have yet,
+    drop the stopped ones from the queue and the waiting list. Returns the entries of ``running`` (the executor's
+    active workers or tasks) to stop; the executor stops them its own way."""
+    stop = set(order.stop)
+    queue[:] = [run for run in queue if run.run_id not in stop]
+    for run_id in stop & set(waiting):
+        del waiting[run_id]
+    have = {run.run_id for run in queue} | set(running) | set(waiting)
+    for run in order.add:
+        if run.run_id in have or run.run_id in stop:
+            continue
+        have.add(run.run_id)
+        summary.failed.pop(run.run_id, None)  # failed earlier in this batch: a new attempt budget
+        attempts.pop(run.run_id, None)
+        queue.append(run)
+    return [entry for run_id, entry in running.items() if run_id in stop]
+
+
 def new_owner() -> str:
     """A coordinator's name in the store's claims: ``host:pid:nonce`` (the nonce tells apart two coordinators of
     one process, e.g. a search beside nothing else, and a pid reused after a reboot)."""
@@ -279,6 +332,38 @@ def settle_running(
     return ingested, alive
 
 
+def check_waiting(
+    store: Any,
+    waiting: dict[str, Any],
+    queue: list[Any],
+    summary: ExecutionSummary,
+    *,
+    run_dir: Callable[[str], Path],
+    stale_after_s: float,
+    fresh: Collection[str],
+    on_event: Event,
+) -> None:
+    """Runs held by another coordinator (both executors keep them in ``waiting``): DONE there counts as done here
+    (``summary.elsewhere``, unless the run is ``fresh``); free again (FAILED, LOST, or its holder gone: settled here
+    under its claim) goes back to ``queue``, to be claimed."""
+    from suite.store import RunState
+
+    for run_id, run in list(waiting.items()):
+        info = store.get_run(run_id)
+        state = RunState(info.state)
+        if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
+            settle_running(store, [info], run_dir, stale_after_s=stale_after_s)
+            state = RunState(store.get_run(run_id).state)
+        if state is RunState.RUNNING:
+            continue
+        del waiting[run_id]
+        if state is RunState.DONE and run_id not in fresh:
+            summary.elsewhere.append(run_id)
+            on_event("done_elsewhere", {"run": run})
+        else:
+            queue.append(run)
+
+
 class Executor(Protocol):
     """What ``run`` and ``search`` need of an executor (:class:`suite.execution.local.LocalExecutor`,
     :class:`suite.execution.slurm.SlurmExecutor`)."""
@@ -301,6 +386,8 @@ class Executor(Protocol):
         *,
         should_stop: Callable[[], bool] | None = None,
         fresh: Collection[str] = (),
+        steer: Steering | None = None,
     ) -> ExecutionSummary:
-        """Run ``runs`` (claiming each first); ``fresh`` ones start without their checkpoints."""
+        """Run ``runs`` (claiming each first); ``fresh`` ones start without their checkpoints. With ``steer``,
+        more runs come (and some are stopped) as it says (:class:`Steer`)."""
         ...

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.execution.protocol import ExecutionSummary, Executor
+from suite.execution.protocol import ExecutionSummary, Executor, Steering
 from suite.plan import planned_rows, unique_runs
 
 
@@ -66,13 +66,16 @@ def run_plan(
     start: Callable[[Pending], bool] | None = None,
     progress: Callable[[int, int], AbstractContextManager[Any]] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    steer: Steering | None = None,
 ) -> tuple[Pending, ExecutionSummary | None]:
     """Record ``runs`` (and with ``recover`` settle the spec's abandoned RUNNING runs), then train those not DONE
     (all of them with ``force``) through ``executor``.
 
     ``start(pending)`` is called once the runs to train are known (to report them); when it returns False nothing
     is executed. ``progress(total, already_done)`` gives the context manager whose ``event`` method receives the
-    executor's events. Returns the pending runs and the executor's summary (None when nothing was executed).
+    executor's events. ``steer`` feeds more runs as the executor goes (:class:`~suite.execution.protocol.Steer`;
+    the search's parallel trials, each planned with :func:`pending_runs`). Returns the pending runs and the
+    executor's summary (None when nothing was executed).
     """
     pending = pending_runs(spec, store, executor, runs, force=force, recover=recover)
     if start is not None and not start(pending):
@@ -84,5 +87,6 @@ def run_plan(
             on_event=shown.event if shown is not None else None,
             should_stop=should_stop,
             fresh=pending.fresh,
+            steer=steer,
         )
     return pending, summary

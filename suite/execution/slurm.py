@@ -43,6 +43,9 @@ from suite.execution.protocol import (
     STALE_AFTER_S,
     Event,
     ExecutionSummary,
+    Steering,
+    apply_steer,
+    check_waiting,
     failure_message,
     new_owner,
     new_token,
@@ -233,12 +236,14 @@ class SlurmExecutor:
         *,
         should_stop: Callable[[], bool] | None = None,
         fresh: Iterable[str] = (),
+        steer: Steering | None = None,
     ) -> ExecutionSummary:
         """Run ``runs`` to completion (or failure past the retry budget), as in ``LocalExecutor.execute``. Adopted
         runs are watched, the others claimed in the store and submitted as one job array; a run another coordinator
-        holds is left to it (``waiting`` event). Runs in ``fresh`` (``--force``) start without their checkpoints.
-        Ctrl-C (or ``should_stop``) cancels the tasks; their runs become LOST and resume from their checkpoints the
-        next time."""
+        holds is waited for (``waiting`` event) and claimed once it lets it go, as locally. Runs in ``fresh``
+        (``--force``) start without their checkpoints. Ctrl-C (or ``should_stop``) cancels the tasks; their runs
+        become LOST and resume from their checkpoints the next time. ``steer`` adds runs (each batch of new runs is
+        one more job array) and cancels some, as in ``LocalExecutor.execute``."""
         self._fresh = set(fresh)
         if on_event is not None:
             self.on_event = on_event
@@ -257,19 +262,42 @@ class SlurmExecutor:
         states: dict[str, str | None] | None = {}
         last_query = float("-inf")
         restore_ctrl_c = _raise_on_ctrl_c()
+        open_ = steer is not None
+        waiting: dict[str, Any] = {}  # runs another coordinator holds: waited for, claimed once free
         try:
-            while queue or watched:
+            while queue or watched or waiting or open_:
+                if open_ and steer is not None:
+                    order = steer(summary)
+                    open_ = not order.closed
+                    stop = apply_steer(
+                        order, queue=queue, running=watched, waiting=waiting, attempts=attempts, summary=summary
+                    )
+                    for task in stop:
+                        del watched[task.run.run_id]
+                    if stop:
+                        self._cancel_all(stop, "stopped early by the coordinator (e.g. a pruned search trial)")
                 if queue:
-                    for run in queue:
-                        attempts[run.run_id] = attempts.get(run.run_id, 0) + 1
                     with _ctrl_c_deferred():
-                        watched.update(self._submit(queue))
-                        queue = []
+                        submitted = self._submit(queue, waiting)
+                        queue.clear()
+                    for run_id in submitted:
+                        attempts[run_id] = attempts.get(run_id, 0) + 1
+                    watched.update(submitted)
                 time.sleep(self.poll_s)
                 now = time.time()
                 if now - last_query >= self.query_every_s:
                     states = slurm_jobs.job_states(t.job_id for t in watched.values())
                     last_query = now
+                check_waiting(
+                    self.store,
+                    waiting,
+                    queue,
+                    summary,
+                    run_dir=self.run_dir,
+                    stale_after_s=self.stale_after_s,
+                    fresh=self._fresh,
+                    on_event=self.on_event,
+                )
                 for run_id, task in list(watched.items()):
                     outcome = self._check(task, states, now)
                     if outcome is None:
@@ -282,9 +310,10 @@ class SlurmExecutor:
                         queue.append(task.run)
                     else:
                         summary.failed[run_id] = self.store.get_run(run_id).error or outcome
-                if should_stop is not None and (queue or watched) and should_stop():
+                if should_stop is not None and (queue or watched or waiting) and should_stop():
                     summary.stopped = True
                     queue.clear()
+                    waiting.clear()
                     self._cancel_all(list(watched.values()), "stopped early by the coordinator")
                     watched.clear()
         except KeyboardInterrupt:
@@ -304,6 +333,7 @@ class SlurmExecutor:
         for task in tasks:
             with contextlib.suppress(ClaimLostError):
                 self.store.mark_lost(task.run.run_id, f"{why}; resumes on the next run", token=task.token)
+            self.on_event("stopped", {"run": task.run, "why": why})
         deadline = time.time() + wait_s
         while ids and time.time() < deadline:
             states = slurm_jobs.job_states(ids)
@@ -311,7 +341,9 @@ class SlurmExecutor:
                 return
             time.sleep(1.0)
 
-    def _submit(self, runs: Sequence[Any]) -> dict[str, _Task]:
+    def _submit(self, runs: Sequence[Any], waiting: dict[str, Any]) -> dict[str, _Task]:
+        """Claim ``runs`` and submit those claimed as one job array; a run another coordinator holds goes into
+        ``waiting`` (claimed once that one lets it go, as in the local executor)."""
         import submitit
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -334,6 +366,7 @@ class SlurmExecutor:
             )
             if won is None:  # another coordinator holds it: its folder is not ours to touch
                 self.on_event("waiting", {"run": run, "owner": self.store.get_run(run.run_id).owner})
+                waiting[run.run_id] = run
                 continue
             prepare_run_dir(
                 run_dir,

@@ -27,7 +27,7 @@ pruner, storage, enqueued points, budget), :mod:`~suite.search.runner` (:class:`
 from __future__ import annotations
 
 from suite.search.rendering import best_trials_table, log_to_stderr
-from suite.search.runner import LambdaSearch, TrialRunsFailedError
+from suite.search.runner import LambdaSearch
 from suite.search.space import (
     SEARCH_GROUP,
     TrialPoint,
@@ -49,7 +49,6 @@ __all__ = [
     "SEARCH_GROUP",
     "LambdaSearch",
     "TrialPoint",
-    "TrialRunsFailedError",
     "as_point",
     "best_trials_table",
     "enqueue_points",

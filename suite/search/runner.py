@@ -4,27 +4,25 @@ per-epoch reports to Optuna from checkpoints and the store, pruning, and the obj
 from __future__ import annotations
 
 import statistics
+import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import Trial
+from optuna.trial import Trial, TrialState
 
 from mlrd_core.checkpoint import CHECKPOINT_NAME, metric_history
-from mlrd_core.errors import ConfigError, MLRDError
+from mlrd_core.errors import ConfigError
+from suite.execution.protocol import ExecutionSummary, Steer
 from suite.plan import PlannedRun
 from suite.search.rendering import _pm
 from suite.search.space import TrialPoint, require_search, suggest_point, trial_runs
-from suite.search.study import _point_attrs, trials_counted
+from suite.search.study import HEARTBEAT_INTERVAL_S, _point_attrs, fail_stale_trials, record_heartbeat, trials_counted
 from suite.spec import SearchSpec, Spec
-
-
-class TrialRunsFailedError(MLRDError, RuntimeError):
-    """A trial's run failed past the retry budget (e.g. a non-finite loss under an extreme λ): the trial FAILs and
-    the study goes on (``study.optimize(catch=...)``)."""
 
 
 def _store_values(
@@ -90,11 +88,35 @@ class _EpochReporter:
 
 
 @dataclass
+class _Live:
+    """A trial whose runs are in the executor."""
+
+    trial: Trial
+    point: TrialPoint
+    ids: list[str]
+    #: The runs handed to the executor (those that were not DONE when the trial started).
+    runs: list[PlannedRun]
+    reporter: _EpochReporter
+
+    @property
+    def todo(self) -> set[str]:
+        return {r.run_id for r in self.runs}
+
+
+@dataclass
 class LambdaSearch:
     """Runs trials of a spec's λ search through an executor into a store (both owned by the caller).
 
+    Up to ``parallel`` trials run at once, all through one ``execute`` call of the executor (one set of slots,
+    claims and Ctrl-C handling): the search asks Optuna for a trial whenever fewer than ``parallel`` are running
+    and the budget allows, hands its runs to the executor (:class:`suite.execution.Steer`), and tells Optuna each
+    trial's outcome as soon as its runs are settled, so the next one starts on the slots it freed. TPE samples with
+    a constant liar (:func:`suite.search.study.make_sampler`), so trials running at once do not pile onto one
+    point. With ``parallel = 1`` trials run one after another, as Optuna's ``study.optimize`` would run them.
+
     ``progress(total, already_done)`` returns the context manager whose ``event`` method receives the executor's
-    events for one trial (:class:`suite.progress.SuiteProgress`); None shows nothing.
+    events (:class:`suite.progress.SuiteProgress`; entered once, each trial's runs added with ``add_runs``); None
+    shows nothing.
     """
 
     spec: Spec
@@ -103,32 +125,63 @@ class LambdaSearch:
     study: optuna.Study
     progress: Callable[[int, int], AbstractContextManager[Any]] | None = None
     log: Callable[[str], None] | None = None
+    parallel: int = 1
     search: SearchSpec = field(init=False)
 
     def __post_init__(self) -> None:
         self.search = require_search(self.spec)
-
-    def _say(self, text: str) -> None:
-        if self.log is not None:
-            self.log(text)
+        if self.parallel < 1:
+            raise ConfigError(f"parallel trials must be >= 1, got {self.parallel}")
 
     def optimize(self, n_trials: int | None = None, timeout_s: float | None = None) -> int:
         """Run ``n_trials`` more trials (default: what is left of the spec's ``n_trials`` budget, see
-        :func:`trials_counted`); ``timeout_s`` stops starting new trials after that many seconds. Returns the number
-        of trials asked for. Ctrl-C propagates (as KeyboardInterrupt) after the trial is recorded for retry."""
+        :func:`trials_counted`); ``timeout_s`` (default: the spec's ``timeout_s``) stops starting new trials after
+        that many seconds. Returns the number of trials asked for. Ctrl-C propagates (as KeyboardInterrupt) after
+        the running trials are recorded as interrupted and enqueued again (their runs resume from checkpoints)."""
+        from suite.execution import run_plan
+
         todo = max(0, self.search.n_trials - trials_counted(self.study)) if n_trials is None else n_trials
-        if todo > 0:
-            self.study.optimize(
-                self.objective,
-                n_trials=todo,
-                timeout=timeout_s if timeout_s is not None else self.search.timeout_s,
-                catch=(TrialRunsFailedError,),
-            )
+        if todo <= 0:
+            return todo
+        timeout = timeout_s if timeout_s is not None else self.search.timeout_s
+        pool = _TrialPool(self, budget=todo, timeout_s=timeout)
+        context = self.progress(0, 0) if self.progress is not None else nullcontext(None)
+        try:
+            with context as shown:
+                pool.shown = shown
+                _, summary = run_plan(
+                    self.spec.name,
+                    self.store,
+                    self.executor,
+                    [],
+                    progress=lambda total, done: nullcontext(shown),
+                    steer=pool,
+                )
+            if summary is not None and summary.interrupted:
+                raise KeyboardInterrupt
+            pool.settle_rest(summary)
+        except BaseException as exc:
+            pool.abandon(interrupted=isinstance(exc, KeyboardInterrupt))
+            raise
         return todo
 
-    def objective(self, trial: Trial) -> float:
-        """One trial: see the module docstring."""
-        point = suggest_point(trial, self.search)
+    # -------------------------------------------------------------------------------------------- one trial
+    def say(self, text: str, shown: Any = None) -> None:
+        if self.log is None:
+            return
+        if shown is not None and hasattr(shown, "note"):
+            shown.note(text)  # above a live display
+        else:
+            self.log(text)
+
+    def begin(self, trial: Trial, shown: Any) -> _Live | None:
+        """Sample the trial's point and plan its runs (:func:`suite.execution.pending_runs`, the resume rules of
+        ``run``). Returns the live trial, or None when it ended at once (told to Optuna): all its runs were done,
+        its point is not a valid config, or the pruner stops it on the history of its runs' checkpoints."""
+        from suite.execution import pending_runs
+
+        search = self.search
+        point = suggest_point(trial, search)
         attrs = _point_attrs(point)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -136,81 +189,164 @@ class LambdaSearch:
         try:
             runs = trial_runs(self.spec, point)
         except ConfigError as exc:  # each setting was checked alone at load time; this combination is invalid
-            raise self._failed(trial, f"the point is not a valid run config: {exc}") from exc
+            self._fail(trial, f"the point is not a valid run config: {exc}", shown)
+            return None
         ids = [r.run_id for r in runs]
         trial.set_user_attr("run_ids", ids)
         trial.set_user_attr("seeds", [r.seed for r in runs])
-        try:
-            return self._run_trial(trial, point, runs)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            self.study.enqueue_trial(
-                dict(trial.params), user_attrs={**attrs, "retry_of": trial.number, **_enqueued(trial)}
-            )
-            raise
-
-    def _run_trial(self, trial: Trial, point: TrialPoint, runs: Sequence[PlannedRun]) -> float:
-        from suite.execution import Pending, run_plan
-
-        search, store = self.search, self.store
-        ids = [r.run_id for r in runs]
+        pending = pending_runs(self.spec.name, self.store, self.executor, runs)
+        trial.set_user_attr("reused", pending.reused)
+        self.say(
+            f"trial {trial.number}: λ {point.describe()} on seeds {list(search.seeds)}"
+            + (f" ({pending.reused} finished run(s) reused)" if pending.reused else ""),
+            shown,
+        )
+        todo = {r.run_id for r in pending.todo}
         reporter = _EpochReporter(
             trial, ids, search.objective, lambda run_id: self.executor.run_dir(run_id) / CHECKPOINT_NAME
         )
-        pruned = False
+        done = [run_id for run_id in ids if run_id not in todo]
+        reporter.add(_store_values(self.store, self.spec.name, "val", search.objective, done))
+        reporter.refresh(sorted(todo))  # LOST runs of an earlier trial resume with their history
+        live = _Live(trial=trial, point=point, ids=ids, runs=list(pending.todo), reporter=reporter)
+        if not todo:
+            self.conclude(live, failed={}, shown=shown)
+            return None
+        if reporter.report(prune=True):
+            self._pruned(live, shown)
+            return None
+        if shown is not None and hasattr(shown, "add_runs"):
+            shown.add_runs(len(pending.runs), pending.reused)
+        return live
 
-        def start(pending: Pending) -> bool:
-            nonlocal pruned
-            trial.set_user_attr("reused", pending.reused)
-            self._say(
-                f"trial {trial.number}: λ {point.describe()} on seeds {list(search.seeds)}"
-                + (f" ({pending.reused} finished run(s) reused)" if pending.reused else "")
-            )
-            todo_ids = {r.run_id for r in pending.todo}
-            done_ids = [run_id for run_id in ids if run_id not in todo_ids]
-            reporter.add(_store_values(store, self.spec.name, "val", search.objective, done_ids))
-            reporter.refresh(sorted(todo_ids))  # LOST runs of an earlier trial resume with their history
-            if pending.todo:
-                pruned = reporter.report(prune=True)
-            return bool(pending.todo) and not pruned
-
-        pending, summary = run_plan(
-            self.spec.name, store, self.executor, runs, start=start, progress=self.progress, should_stop=reporter.poll
-        )
-        if pending.todo:
-            if summary is not None:
-                if summary.interrupted:
-                    raise KeyboardInterrupt
-                pruned = summary.stopped
-            if pruned:
-                epoch = reporter.pruned_at
-                trial.set_user_attr("pruned_at_epoch", epoch)
-                self._say(f"trial {trial.number}: pruned after epoch {epoch}")
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (seed mean of validation {search.objective})")
-            if summary is not None and summary.failed:
-                first = next(iter(summary.failed.values())).splitlines()[0]
-                raise self._failed(trial, f"{len(summary.failed)} run(s) failed: {first}")
-
-        reporter.add(_store_values(store, self.spec.name, "val", search.objective, ids))
-        reporter.report(prune=False)  # epochs the live reports missed, so that later trials compare with all
-        final = _store_values(store, self.spec.name, search.split, search.objective, ids)
+    def conclude(self, live: _Live, *, failed: Mapping[str, str], shown: Any) -> None:
+        """Tell Optuna the outcome of a trial whose runs are settled: FAIL when a run failed past its retries or
+        recorded no objective, else the seed mean of the objective at each run's last epoch."""
+        trial, ids, search = live.trial, live.ids, self.search
+        bad = [failed[i] for i in ids if i in failed]
+        if bad:
+            self._fail(trial, f"{len(bad)} run(s) failed: {bad[0].splitlines()[0]}", shown)
+            return
+        live.reporter.add(_store_values(self.store, self.spec.name, "val", search.objective, ids))
+        live.reporter.report(prune=False)  # epochs the live reports missed, so that later trials compare with all
+        final = _store_values(self.store, self.spec.name, search.split, search.objective, ids)
         missing = [run_id[:12] for run_id in ids if not final[run_id]]
         if missing:
-            raise self._failed(trial, f"run(s) {', '.join(missing)} recorded no {search.split} {search.objective}")
+            self._fail(trial, f"run(s) {', '.join(missing)} recorded no {search.split} {search.objective}", shown)
+            return
         values = [final[run_id][max(final[run_id])] for run_id in ids]
         mean = statistics.fmean(values)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         trial.set_user_attr("values", values)
         trial.set_user_attr("std", std)
         trial.set_user_attr("n_seeds", len(values))
-        self._say(f"trial {trial.number}: {search.objective} ({search.split}) = {_pm(mean, std, len(values))}")
-        return mean
+        self.say(f"trial {trial.number}: {search.objective} ({search.split}) = {_pm(mean, std, len(values))}", shown)
+        self.study.tell(trial, mean)
 
-    def _failed(self, trial: Trial, message: str) -> TrialRunsFailedError:
-        """Record why the trial failed (it then counts against the budget) and say it."""
+    def _pruned(self, live: _Live, shown: Any) -> None:
+        epoch = live.reporter.pruned_at
+        live.trial.set_user_attr("pruned_at_epoch", epoch)
+        self.say(f"trial {live.trial.number}: pruned after epoch {epoch}", shown)
+        self.study.tell(live.trial, state=TrialState.PRUNED)
+
+    def _fail(self, trial: Trial, message: str, shown: Any) -> None:
+        """Record why the trial failed (it then counts against the budget), say it, and tell Optuna."""
         trial.set_user_attr("error", message)
-        self._say(f"trial {trial.number}: FAILED: {message} (python -m suite status SPEC --failed shows the traces)")
-        return TrialRunsFailedError(f"trial {trial.number}: {message}")
+        self.say(
+            f"trial {trial.number}: FAILED: {message} (python -m suite status SPEC --failed shows the traces)", shown
+        )
+        self.study.tell(trial, state=TrialState.FAIL)
+
+
+class _TrialPool:
+    """The search's ``steer`` (:class:`suite.execution.Steer`): keeps up to ``parallel`` trials running, prunes,
+    concludes, and keeps the running trials' Optuna heartbeats (a coordinator that dies leaves them stale; the next
+    one fails and retries them, :data:`suite.search.study.MAX_RETRY` times)."""
+
+    def __init__(self, search: LambdaSearch, *, budget: int, timeout_s: float | None) -> None:
+        self.search = search
+        self.budget = budget
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.asked = 0
+        self.live: list[_Live] = []
+        #: A trial asked for and being planned (not yet live, not yet told).
+        self.starting: Trial | None = None
+        self.shown: Any = None
+        self._beaten = float("-inf")
+
+    def _may_ask(self) -> bool:
+        return (
+            len(self.live) < self.search.parallel
+            and self.asked < self.budget
+            and (self.deadline is None or time.monotonic() < self.deadline)
+        )
+
+    def __call__(self, summary: ExecutionSummary) -> Steer:
+        search = self.search
+        settled = {*summary.done, *summary.failed, *summary.elsewhere}
+        stop: set[str] = set()
+        for live in list(self.live):
+            running = live.todo - settled
+            if not running:
+                self.live.remove(live)
+                search.conclude(live, failed=summary.failed, shown=self.shown)
+            elif live.reporter.poll():
+                self.live.remove(live)
+                stop |= running
+                search._pruned(live, self.shown)
+        stop -= {run_id for live in self.live for run_id in live.todo}  # still needed by a running trial
+        add: list[Any] = []
+        while self._may_ask():
+            started = self._ask()
+            if started is not None:
+                add.extend(started.runs)
+        self._beat()
+        return Steer(add=add, stop=stop, closed=not self.live and not self._may_ask())
+
+    def _ask(self) -> _Live | None:
+        study = self.search.study
+        fail_stale_trials(study)
+        with warnings.catch_warnings():  # the heartbeats are kept by this loop (_beat), not by study.optimize
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask()
+        self.asked += 1
+        record_heartbeat(study, trial)
+        self.starting = trial  # from here on a Ctrl-C or an error records it as interrupted
+        live = self.search.begin(trial, self.shown)
+        self.starting = None
+        if live is not None:
+            self.live.append(live)
+        return live
+
+    def _beat(self) -> None:
+        if time.monotonic() - self._beaten >= HEARTBEAT_INTERVAL_S:
+            self._beaten = time.monotonic()
+            for live in self.live:
+                record_heartbeat(self.search.study, live.trial)
+
+    def settle_rest(self, summary: ExecutionSummary | None) -> None:
+        """After the executor returned on its own: conclude trials it left (none, unless it stopped early)."""
+        for live in list(self.live):
+            self.live.remove(live)
+            self.search.conclude(live, failed=summary.failed if summary else {}, shown=self.shown)
+
+    def abandon(self, *, interrupted: bool) -> None:
+        """The search stops with trials running: they FAIL without counting against the budget (no ``error``);
+        after Ctrl-C they are marked ``interrupted`` and enqueued again, so the same command retries them first
+        (their runs resume from their checkpoints)."""
+        study = self.search.study
+        trials = [live.trial for live in self.live] + ([self.starting] if self.starting is not None else [])
+        for trial in trials:
+            if interrupted:
+                trial.set_user_attr("interrupted", True)
+                attrs = {k: v for k, v in trial.user_attrs.items() if k in ("schedule", "settings")}
+                if trial.params:
+                    study.enqueue_trial(
+                        dict(trial.params), user_attrs={**attrs, "retry_of": trial.number, **_enqueued(trial)}
+                    )
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # told already if concluding raised
+        self.live.clear()
+        self.starting = None
 
 
 def _enqueued(trial: Trial) -> dict[str, Any]:

@@ -47,9 +47,13 @@ MEDIAN_WARMUP_EPOCHS = 1
 
 
 def make_sampler(name: str, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """``tpe`` (Optuna's default TPE) or ``random``."""
+    """``tpe`` (Optuna's TPE with a constant liar: trials still running count as if they had the worst value seen,
+    so trials sampled while others run, in this coordinator or another, spread out instead of repeating one point;
+    with nothing running it samples as plain TPE) or ``random``."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"unknown sampler {name!r} (tpe, random)")
@@ -91,6 +95,22 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
             grace_period=GRACE_PERIOD_S,
             **{callback: retry},
         )
+
+
+def record_heartbeat(study: optuna.Study, trial: optuna.trial.BaseTrial) -> None:
+    """Beat the trial's Optuna heartbeat (the search beats its running trials every :data:`HEARTBEAT_INTERVAL_S`
+    from its coordinating loop, as ``study.optimize`` does from a thread)."""
+    storage = study._storage  # the RDBStorage of open_study; Optuna keeps heartbeats on the storage
+    if isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials whose coordinator stopped beating their heartbeat for :data:`GRACE_PERIOD_S` (they are retried,
+    up to :data:`MAX_RETRY` times), as ``study.optimize`` does before each trial."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _identity(spec: Spec, search: SearchSpec) -> dict[str, Any]:
