@@ -72,12 +72,13 @@ from typing import IO, Any
 
 from suite.execution.protocol import (
     STALE_AFTER_S,
+    STOPPED_BY_COORDINATOR,
     DeferredInterrupt,
     Event,
     ExecutionSummary,
     Steering,
+    WaitsForOthers,
     apply_steer,
-    check_waiting,
     deterministic_failure,
     failure_message,
     new_owner,
@@ -113,7 +114,7 @@ class _Active:
     token: str | None = None
 
 
-class LocalExecutor(SparePool):
+class LocalExecutor(SparePool, WaitsForOthers):
     """Runs workers as local subprocesses, one per slot, and is the single writer of the store.
 
     Busy slots get a pre-started spare worker for their next run (module docstring): with ``warm=None`` (default)
@@ -199,12 +200,8 @@ class LocalExecutor(SparePool):
                     if open_ and steer is not None:
                         order = steer(summary)
                         open_ = not order.closed
-                        stop = apply_steer(
-                            order, queue=queue, running=active, waiting=waiting, attempts=attempts, summary=summary
-                        )
-                        for act in stop:
-                            del active[act.run.run_id]
-                        self._stop_all(stop, "stopped early by the coordinator (e.g. a pruned search trial)")
+                        stop = apply_steer(order, queue, active, waiting, attempts, summary)
+                        self._stop_all(stop, STOPPED_BY_COORDINATOR)
                     free = [s for s in self.slots if all(a.slot.name != s.name for a in active.values())]
                     while queue and free:
                         run = queue.pop(0)
@@ -219,16 +216,7 @@ class LocalExecutor(SparePool):
                     self._wait(active, interrupt)
                     interrupt.check()
                     self._poll(active, queue, attempts, summary, waiting)
-                    check_waiting(
-                        self.store,
-                        waiting,
-                        queue,
-                        summary,
-                        run_dir=self.run_dir,
-                        stale_after_s=self.stale_after_s,
-                        fresh=self._fresh,
-                        on_event=self.on_event,
-                    )
+                    self._check_waiting(waiting, queue, summary)
                     if should_stop is not None and (queue or active or waiting) and should_stop():
                         summary.stopped = True
                         queue.clear()

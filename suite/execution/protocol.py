@@ -144,16 +144,15 @@ Steering = Callable[[ExecutionSummary], Steer]
 
 def apply_steer(
     order: Steer,
-    *,
     queue: list[Any],
-    running: Mapping[str, Any],
+    running: dict[str, Any],
     waiting: dict[str, Any],
     attempts: dict[str, int],
     summary: ExecutionSummary,
 ) -> list[Any]:
     """Apply ``order`` to an executor's books (both executors use this): queue the new runs it does not have yet,
-    drop the stopped ones from the queue and the waiting list. Returns the entries of ``running`` (the executor's
-    active workers or tasks) to stop; the executor stops them its own way."""
+    drop the stopped ones from the queue, the waiting list and ``running`` (the executor's active workers or tasks).
+    Returns the entries taken out of ``running``, for the executor to stop its own way."""
     stop = set(order.stop)
     queue[:] = [run for run in queue if run.run_id not in stop]
     for run_id in stop & set(waiting):
@@ -166,7 +165,11 @@ def apply_steer(
         summary.failed.pop(run.run_id, None)  # failed earlier in this batch: a new attempt budget
         attempts.pop(run.run_id, None)
         queue.append(run)
-    return [entry for run_id, entry in running.items() if run_id in stop]
+    return [running.pop(run_id) for run_id in list(running) if run_id in stop]
+
+
+#: Why the runs a ``steer`` stops are LOST (recorded in the store, shown by ``status``).
+STOPPED_BY_COORDINATOR = "stopped early by the coordinator (e.g. a pruned search trial)"
 
 
 def new_owner() -> str:
@@ -332,36 +335,38 @@ def settle_running(
     return ingested, alive
 
 
-def check_waiting(
-    store: Any,
-    waiting: dict[str, Any],
-    queue: list[Any],
-    summary: ExecutionSummary,
-    *,
-    run_dir: Callable[[str], Path],
-    stale_after_s: float,
-    fresh: Collection[str],
-    on_event: Event,
-) -> None:
-    """Runs held by another coordinator (both executors keep them in ``waiting``): DONE there counts as done here
-    (``summary.elsewhere``, unless the run is ``fresh``); free again (FAILED, LOST, or its holder gone: settled here
-    under its claim) goes back to ``queue``, to be claimed."""
-    from suite.store import RunState
+class WaitsForOthers:
+    """What both executors share about runs another coordinator holds (a mixin: it uses the executor's ``store``,
+    ``run_dir``, ``stale_after_s``, ``on_event`` and the ``_fresh`` runs of the current ``execute``)."""
 
-    for run_id, run in list(waiting.items()):
-        info = store.get_run(run_id)
-        state = RunState(info.state)
-        if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
-            settle_running(store, [info], run_dir, stale_after_s=stale_after_s)
-            state = RunState(store.get_run(run_id).state)
-        if state is RunState.RUNNING:
-            continue
-        del waiting[run_id]
-        if state is RunState.DONE and run_id not in fresh:
-            summary.elsewhere.append(run_id)
-            on_event("done_elsewhere", {"run": run})
-        else:
-            queue.append(run)
+    store: Any
+    stale_after_s: float
+    on_event: Event
+    _fresh: set[str]
+
+    def run_dir(self, run_id: str) -> Path:
+        raise NotImplementedError
+
+    def _check_waiting(self, waiting: dict[str, Any], queue: list[Any], summary: ExecutionSummary) -> None:
+        """Runs held by another coordinator (both executors keep them in ``waiting``): DONE there counts as done
+        here (``summary.elsewhere``, unless the run is fresh); free again (FAILED, LOST, or its holder gone: settled
+        here under its claim) goes back to ``queue``, to be claimed."""
+        from suite.store import RunState
+
+        for run_id, run in list(waiting.items()):
+            info = self.store.get_run(run_id)
+            state = RunState(info.state)
+            if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
+                settle_running(self.store, [info], self.run_dir, stale_after_s=self.stale_after_s)
+                state = RunState(self.store.get_run(run_id).state)
+            if state is RunState.RUNNING:
+                continue
+            del waiting[run_id]
+            if state is RunState.DONE and run_id not in self._fresh:
+                summary.elsewhere.append(run_id)
+                self.on_event("done_elsewhere", {"run": run})
+            else:
+                queue.append(run)
 
 
 class Executor(Protocol):

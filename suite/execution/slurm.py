@@ -41,11 +41,12 @@ from typing import TYPE_CHECKING, Any
 from suite.execution import slurm_jobs
 from suite.execution.protocol import (
     STALE_AFTER_S,
+    STOPPED_BY_COORDINATOR,
     Event,
     ExecutionSummary,
     Steering,
+    WaitsForOthers,
     apply_steer,
-    check_waiting,
     failure_message,
     new_owner,
     new_token,
@@ -176,7 +177,7 @@ class _Task:
     token: str | None = None
 
 
-class SlurmExecutor:
+class SlurmExecutor(WaitsForOthers):
     """Runs workers as tasks of SLURM job arrays and is the single writer of the store.
 
     ``poll_s``: how often run folders are read; ``query_every_s``: how often squeue is asked; ``grace_s``: how long
@@ -269,13 +270,9 @@ class SlurmExecutor:
                 if open_ and steer is not None:
                     order = steer(summary)
                     open_ = not order.closed
-                    stop = apply_steer(
-                        order, queue=queue, running=watched, waiting=waiting, attempts=attempts, summary=summary
-                    )
-                    for task in stop:
-                        del watched[task.run.run_id]
+                    stop = apply_steer(order, queue, watched, waiting, attempts, summary)
                     if stop:
-                        self._cancel_all(stop, "stopped early by the coordinator (e.g. a pruned search trial)")
+                        self._cancel_all(stop, STOPPED_BY_COORDINATOR)
                 if queue:
                     with _ctrl_c_deferred():
                         submitted = self._submit(queue, waiting)
@@ -288,16 +285,7 @@ class SlurmExecutor:
                 if now - last_query >= self.query_every_s:
                     states = slurm_jobs.job_states(t.job_id for t in watched.values())
                     last_query = now
-                check_waiting(
-                    self.store,
-                    waiting,
-                    queue,
-                    summary,
-                    run_dir=self.run_dir,
-                    stale_after_s=self.stale_after_s,
-                    fresh=self._fresh,
-                    on_event=self.on_event,
-                )
+                self._check_waiting(waiting, queue, summary)
                 for run_id, task in list(watched.items()):
                     outcome = self._check(task, states, now)
                     if outcome is None:
