@@ -9,7 +9,8 @@ on the search's seeds:
    planned run, recorded in the results store under the spec's name, group :data:`SEARCH_GROUP` and the point's
    ``describe()`` text as arm label. A point that was run before (by an earlier trial, or by ``suite run`` of the
    same arm) has the same run ids: its DONE runs are reused, its LOST runs resume from their checkpoints;
-2. the runs that are not DONE go through the executor (seeds in parallel on the executor's slots); while they
+2. the runs that are not DONE go through the executor (seeds in parallel on the executor's slots; up to K trials at
+   once share the slots, ``LambdaSearch(parallel=K)``, ``search --parallel K``); while they
    train, every epoch that all seeds have validated is reported to Optuna as the seed mean of the objective
    metric on the validation split (``trial.report(mean, epoch)``) and the pruner is asked; a pruned trial stops
    its workers (their runs become LOST, resumable) and ends PRUNED;

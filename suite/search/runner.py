@@ -1,5 +1,6 @@
-"""Running trials: each trial's planned runs through an executor and store (:func:`suite.execution.run_plan`), the
-per-epoch reports to Optuna from checkpoints and the store, pruning, and the objective."""
+"""Running trials: up to K trials at once, their planned runs fed to one executor call (:func:`suite.execution.run_plan`
+with a :class:`suite.execution.Steer`), the per-epoch reports to Optuna from checkpoints and the store, pruning, and
+the objective."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class _EpochReporter:
         return False
 
     def poll(self) -> bool:
-        """The executor's ``should_stop``: read changed checkpoints, report, prune."""
+        """At each poll of the executor (the search's ``steer``): read changed checkpoints, report, prune."""
         self.refresh(self.run_ids)
         return self.report(prune=True)
 
