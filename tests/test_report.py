@@ -657,3 +657,23 @@ def test_the_footnote_names_the_files_the_runs_read() -> None:
     noted = render_markdown(dataclasses.replace(table, data_note=note))
     assert note.replace("|", "\\|") in noted
     assert "train\\_reduced05.zip" in render_latex(dataclasses.replace(table, data_note=note))
+
+
+def test_one_part_tables_are_not_lettered_and_a_baseline_from_elsewhere_is_named() -> None:
+    measured = {("paper", "x"): {"rmse": (0.40, 0.42, 0.41)}, ("ours", "x"): {"rmse": (0.38, 0.41, 0.385)}}
+    descriptors = pd.DataFrame([("paper", "x", "L"), ("ours", "x", "L")], columns=["group", "arm", "losses"])
+    titles = {"paper": "The paper's setting", "ours": "Our setting"}
+    # one part, compared with a group the table does not show: no "(a)", and the legend names that group
+    layout = TableLayout(
+        name="t", title="T", groups=("ours",), metrics=("rmse",), baseline="paper", group_titles=titles
+    )
+    md = render_markdown(build_table(summarize(metrics_frame(measured)), layout, descriptors))
+    assert "(a)" not in md and "**Our setting**" in md
+    assert 'the row of group "paper" (The paper\'s setting) with the same losses' in md
+    # two parts: lettered, and the baseline part is named by its letter
+    both = TableLayout(
+        name="t", title="T", groups=("paper", "ours"), metrics=("rmse",), baseline="paper", group_titles=titles
+    )
+    md = render_markdown(build_table(summarize(metrics_frame(measured)), both, descriptors))
+    assert "**(a) The paper's setting**" in md and "**(b) Our setting**" in md
+    assert "the row of (a) with the same losses" in md

@@ -140,17 +140,20 @@ class TableLayout:
             raise ReportError(f"table {self.name!r}: expected at least one metric, got none")
 
     def part(self, group: str) -> str:
-        """How the legend names a part: its letter "(a)" when it is one of ``groups``, else its name."""
-        return f"({_part_letter(self.groups.index(group))})" if group in self.groups else group
+        """How the legend names a part: its letter "(a)" when it is one of several ``groups``; a group the table does
+        not show (a baseline from elsewhere in the spec) by name and title: 'group "paper" (<title>)'."""
+        if group in self.groups and len(self.groups) > 1:
+            return f"({_part_letter(self.groups.index(group))})"
+        title = self.group_titles.get(group)
+        return f'group "{group}"' + (f" ({title})" if title and title != group else "")
 
     def group_title(self, group: str) -> str:
-        """The sub-table title of ``group``: "(a) <title>" with the part letter from the group's position."""
+        """The sub-table title of ``group``: "(a) <title>" with the part letter from the group's position when the
+        table has several parts; a table of one part is not lettered."""
         title = self.group_titles.get(group, group)
-        if title.startswith("("):
+        if title.startswith("(") or group not in self.groups or len(self.groups) == 1:
             return title
-        if group in self.groups:
-            return f"({_part_letter(self.groups.index(group))}) {title}"
-        return title
+        return f"({_part_letter(self.groups.index(group))}) {title}"
 
 
 def _part_letter(index: int) -> str:
