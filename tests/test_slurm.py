@@ -480,3 +480,33 @@ def test_search_runs_its_trials_as_jobs_and_a_pruned_trial_cancels_them(
         store.close()
     states = job_states([job])
     assert states is not None and not is_alive(states.get(job)), states  # cancelled, not left running
+
+
+@pytest.mark.slurm
+def test_search_runs_two_trials_at_once_as_two_job_arrays(
+    slurm_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop_jobs: list[str]
+) -> None:
+    """`search --executor slurm --parallel 2`: both trials are asked for at once and their runs submitted together
+    (the runs queued at one poll go out as one job array); both complete from their SLURM tasks."""
+    import optuna
+    from optuna.trial import TrialState
+
+    path = tmp_path / "sl.toml"
+    path.write_text(SPEC + SEARCH)
+    results = tmp_path / "results"
+    both = 'search.enqueue=["3 -> -3 @ 3", "1 -> -3 @ 3"]'
+    args = ["search", str(path), "--executor", "slurm", "--results", str(results), "--set", both, "--set"]
+    try:
+        assert main([*args, "search.n_trials=2", "--parallel", "2"]) == 0
+    finally:
+        stop_jobs.extend(str(info["job_id"]) for info in _job_files(results).values())
+    err = capsys.readouterr().err
+    assert "running 2, 2 at a time, on SLURM" in err and "submit 2 run(s) as SLURM job" in err
+    trials = optuna.load_study(study_name="sl", storage=f"sqlite:///{results / 'mlrd.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 and [t.params["start"] for t in trials] == [3, 1]
+    store = open_store(f"sqlite:///{results / 'mlrd.db'}")
+    try:
+        infos = [store.get_run(t.user_attrs["run_ids"][0]) for t in trials]
+    finally:
+        store.close()
+    assert all(i.state.name == "DONE" and (i.worker or "").startswith("slurm:") for i in infos)
