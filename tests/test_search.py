@@ -655,3 +655,44 @@ def test_default_parallel_trials_keep_every_local_slot_busy() -> None:
 
     assert [parallel_trials(Local(n), 3) for n in (1, 3, 4, 8, 9)] == [1, 1, 2, 3, 3]
     assert parallel_trials(object(), 3) == 1  # SLURM: the cluster's queue decides
+
+
+def test_a_dead_coordinators_trial_goes_stale_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinating loop beats every running trial's Optuna heartbeat and fails stale ones before it asks for a
+    trial: a trial left RUNNING by a coordinator that died is failed and retried with the same point."""
+    import time
+
+    import suite.search.study
+
+    monkeypatch.setattr(suite.search.study, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(suite.search.study, "GRACE_PERIOD_S", 2)
+    spec = load_spec(write_spec(tmp_path, starts="[3, 1]", enqueue="[]"))
+    store = open_store(db(tmp_path))
+    try:
+        study = open_study(spec, db(tmp_path))
+        dead = study.ask()  # the coordinator that asked for it died before its first run started
+        suggest_point(dead, require_search(spec))
+        dead.set_user_attr("schedule", parse_schedule("1 -> -3 @ 2").to_spec() if dead.params["start"] == 1 else PAPER)
+        suite.search.study.record_heartbeat(study, dead)
+        time.sleep(3.5)  # SQLite keeps heartbeat times to the second
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(2))
+        LambdaSearch(spec, store, executor, study, parallel=2).optimize(1)
+        first, retry = study.trials
+        assert first.state == TrialState.FAIL and "error" not in first.user_attrs  # not counted against the budget
+        assert retry.state == TrialState.COMPLETE and retry.params == first.params
+        assert retry.system_attrs["failed_trial"] == first.number
+        beats = pd_read_heartbeats(db(tmp_path))
+        assert set(beats) == {first._trial_id, retry._trial_id}  # this loop beat the trial it ran
+    finally:
+        store.close()
+
+
+def pd_read_heartbeats(url: str) -> list[int]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))]
+    finally:
+        engine.dispose()

@@ -100,8 +100,10 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 def record_heartbeat(study: optuna.Study, trial: optuna.trial.BaseTrial) -> None:
     """Beat the trial's Optuna heartbeat (the search beats its running trials every :data:`HEARTBEAT_INTERVAL_S`
     from its coordinating loop, as ``study.optimize`` does from a thread)."""
-    storage = study._storage  # the RDBStorage of open_study; Optuna keeps heartbeats on the storage
-    if isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None:
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage  # open_study's RDBStorage (Optuna wraps it in a cache that passes heartbeats on)
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
         storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
 
 
