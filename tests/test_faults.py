@@ -228,6 +228,56 @@ def test_a_second_executor_waits_for_a_run_another_holds_and_counts_it_when_done
         store.close()
 
 
+def test_a_slurm_run_held_on_another_host_with_a_fresh_lease_is_left_to_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run another host's coordinator claimed for SLURM (no job id yet: ``slurm:pending``) is waited for, not
+    settled by its job state, while that coordinator's lease is fresh; once the lease is stale it is settled (LOST)
+    and claimed here."""
+    from datetime import UTC, datetime, timedelta
+
+    import suite.execution.protocol
+    from suite.execution.protocol import ExecutionSummary
+
+    run = tiny_runs([0], spec="faults")[0]
+    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    try:
+        store.add_planned(planned_rows([run]))
+        store.claim(run.run_id, owner="elsewhere:4242:x", token="tok-1", worker="slurm:pending", stale_after_s=120)
+        asked: list[object] = []
+        monkeypatch.setattr(suite.execution.protocol, "settle_slurm_runs", lambda st, infos: asked.extend(infos) or {})
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[Slot("cpu0", env=ONE_THREAD, threads=1)])
+        executor._fresh = set()
+        waiting, queue = {run.run_id: run}, []  # type: ignore[var-annotated]
+        executor._check_waiting(waiting, queue, ExecutionSummary())
+        assert list(waiting) == [run.run_id] and queue == [] and asked == []  # its holder may be submitting
+        assert info_of(store, run.run_id).state == RunState.RUNNING
+
+        store.heartbeat(run.run_id, at=datetime.now(UTC) - timedelta(seconds=300), token="tok-1")
+        monkeypatch.setattr(
+            suite.execution.protocol,
+            "settle_slurm_runs",
+            lambda st, infos: [st.mark_lost(i.run_id, "its job ended", token=i.token) for i in infos] and {},
+        )
+        executor._check_waiting(waiting, queue, ExecutionSummary())
+        assert waiting == {} and queue == [run] and info_of(store, run.run_id).state == RunState.LOST
+    finally:
+        store.close()
+
+
+def test_execute_takes_steer_or_should_stop_not_both(tmp_path: Path) -> None:
+    from suite.execution import Steer
+
+    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[Slot("cpu0", env=ONE_THREAD, threads=1)])
+        with pytest.raises(ValueError, match="give steer or should_stop, not both"):
+            executor.execute([], steer=lambda summary: Steer(closed=True), should_stop=lambda: False)
+        assert executor.execute([], steer=lambda summary: Steer(closed=True)).done == []
+    finally:
+        store.close()
+
+
 def test_a_coordinator_whose_lease_was_taken_over_stops_its_worker_and_writes_nothing(tmp_path: Path) -> None:
     """Coordinator A's lease went stale (say its host hung) and B took the run over. A's next heartbeat finds its
     claim gone: A stops its worker, leaves the run to B (it waits for it), and writes nothing to the store."""

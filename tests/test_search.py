@@ -696,3 +696,36 @@ def pd_read_heartbeats(url: str) -> list[int]:
             return [row[0] for row in conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))]
     finally:
         engine.dispose()
+
+
+class PruneTrialZero(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number == 0
+
+
+def test_a_run_of_a_pruned_trial_goes_on_for_the_next_trial_of_its_point(tmp_path: Path) -> None:
+    """Trial 0 is pruned while its runs train, and the next trial, asked in the same poll, is the same point: its
+    runs are not stopped (they would then belong to no one and the search would wait for them forever)."""
+    import signal
+
+    def too_long(signum: int, frame: object) -> None:
+        raise TimeoutError("the search did not end: a trial waits for runs that were stopped")
+
+    spec = load_spec(write_spec(tmp_path, epochs=4, starts="[3]", enqueue="[]"))
+    store = open_store(db(tmp_path))
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(240)
+    try:
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(2))
+        study = open_study(spec, db(tmp_path), pruner=PruneTrialZero())
+        study.enqueue_trial({"start": 3})
+        study.enqueue_trial({"start": 3})
+        LambdaSearch(spec, store, executor, study, parallel=1).optimize(2)
+        pruned, kept = study.trials
+        assert (pruned.state, kept.state) == (TrialState.PRUNED, TrialState.COMPLETE)
+        assert kept.user_attrs["run_ids"] == pruned.user_attrs["run_ids"]
+        assert [i.attempts for i in runs_of(store, kept)] == [1, 1]  # type: ignore[attr-defined]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        store.close()

@@ -483,7 +483,7 @@ def test_search_runs_its_trials_as_jobs_and_a_pruned_trial_cancels_them(
 
 
 @pytest.mark.slurm
-def test_search_runs_two_trials_at_once_as_two_job_arrays(
+def test_search_runs_two_trials_at_once_on_slurm(
     slurm_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop_jobs: list[str]
 ) -> None:
     """`search --executor slurm --parallel 2`: both trials are asked for at once and their runs submitted together

@@ -79,6 +79,7 @@ from suite.execution.protocol import (
     Steering,
     WaitsForOthers,
     apply_steer,
+    check_steering,
     deterministic_failure,
     failure_message,
     new_owner,
@@ -182,6 +183,7 @@ class LocalExecutor(SparePool, WaitsForOthers):
         search's parallel trials): it is called before anything starts and after every poll, and ``execute`` returns
         once it said ``closed`` and the runs it gave are settled.
         """
+        check_steering(steer, should_stop)
         if on_event is not None:
             self.on_event = on_event
         queue = list(runs)

@@ -168,6 +168,13 @@ def apply_steer(
     return [running.pop(run_id) for run_id in list(running) if run_id in stop]
 
 
+def check_steering(steer: Steering | None, should_stop: Callable[[], bool] | None) -> None:
+    """``execute`` takes one of ``steer`` and ``should_stop``: a batch stopped as a whole would leave the steering
+    coordinator waiting for runs that no longer come."""
+    if steer is not None and should_stop is not None:
+        raise ValueError("execute: give steer or should_stop, not both (a steer stops runs itself)")
+
+
 #: Why the runs a ``steer`` stops are LOST (recorded in the store, shown by ``status``).
 STOPPED_BY_COORDINATOR = "stopped early by the coordinator (e.g. a pruned search trial)"
 
@@ -349,14 +356,18 @@ class WaitsForOthers:
 
     def _check_waiting(self, waiting: dict[str, Any], queue: list[Any], summary: ExecutionSummary) -> None:
         """Runs held by another coordinator (both executors keep them in ``waiting``): DONE there counts as done
-        here (``summary.elsewhere``, unless the run is fresh); free again (FAILED, LOST, or its holder gone: settled
-        here under its claim) goes back to ``queue``, to be claimed."""
+        here (``summary.elsewhere``, unless the run is fresh); free again (FAILED, LOST, or its holder gone: a dead
+        pid on this host or a lease older than ``stale_after_s``, settled here under its claim) goes back to
+        ``queue``, to be claimed. A holder with a fresh lease is left alone, wherever it runs (one on another host
+        may not have its SLURM job id yet)."""
         from suite.store import RunState
 
         for run_id, run in list(waiting.items()):
             info = self.store.get_run(run_id)
             state = RunState(info.state)
-            if state is RunState.RUNNING:  # its holder may be gone: settle it as a new coordinator would
+            folder = self.run_dir(run_id)
+            if state is RunState.RUNNING and abandoned(info, folder, stale_after_s=self.stale_after_s) is not None:
+                # its holder is gone (a dead pid here, or a lease gone stale): settle it as a new coordinator would
                 settle_running(self.store, [info], self.run_dir, stale_after_s=self.stale_after_s)
                 state = RunState(self.store.get_run(run_id).state)
             if state is RunState.RUNNING:

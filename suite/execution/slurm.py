@@ -47,6 +47,7 @@ from suite.execution.protocol import (
     Steering,
     WaitsForOthers,
     apply_steer,
+    check_steering,
     failure_message,
     new_owner,
     new_token,
@@ -245,6 +246,7 @@ class SlurmExecutor(WaitsForOthers):
         (``--force``) start without their checkpoints. Ctrl-C (or ``should_stop``) cancels the tasks; their runs
         become LOST and resume from their checkpoints the next time. ``steer`` adds runs (each batch of new runs is
         one more job array) and cancels some, as in ``LocalExecutor.execute``."""
+        check_steering(steer, should_stop)
         self._fresh = set(fresh)
         if on_event is not None:
             self.on_event = on_event
@@ -261,31 +263,34 @@ class SlurmExecutor(WaitsForOthers):
                 watched[run.run_id] = self._adopt(run, job)
                 watched[run.run_id].token = self.store.get_run(run.run_id).token
         states: dict[str, str | None] | None = {}
-        last_query = float("-inf")
+        last_query = last_waiting = float("-inf")
         restore_ctrl_c = _raise_on_ctrl_c()
         open_ = steer is not None
         waiting: dict[str, Any] = {}  # runs another coordinator holds: waited for, claimed once free
         try:
             while queue or watched or waiting or open_:
                 if open_ and steer is not None:
-                    order = steer(summary)
-                    open_ = not order.closed
-                    stop = apply_steer(order, queue, watched, waiting, attempts, summary)
-                    if stop:
-                        self._cancel_all(stop, STOPPED_BY_COORDINATOR)
+                    with _ctrl_c_deferred():  # the search's Optuna and store writes, and the books, as a whole
+                        order = steer(summary)
+                        open_ = not order.closed
+                        stop = apply_steer(order, queue, watched, waiting, attempts, summary)
+                        if stop:
+                            self._cancel_all(stop, STOPPED_BY_COORDINATOR)
                 if queue:
-                    with _ctrl_c_deferred():
+                    with _ctrl_c_deferred():  # the submitted tasks are in the books before a Ctrl-C lands
                         submitted = self._submit(queue, waiting)
                         queue.clear()
-                    for run_id in submitted:
-                        attempts[run_id] = attempts.get(run_id, 0) + 1
-                    watched.update(submitted)
+                        for run_id in submitted:
+                            attempts[run_id] = attempts.get(run_id, 0) + 1
+                        watched.update(submitted)
                 time.sleep(self.poll_s)
                 now = time.time()
                 if now - last_query >= self.query_every_s:
                     states = slurm_jobs.job_states(t.job_id for t in watched.values())
                     last_query = now
-                self._check_waiting(waiting, queue, summary)
+                if waiting and now - last_waiting >= self.query_every_s:  # as often as squeue is asked
+                    self._check_waiting(waiting, queue, summary)
+                    last_waiting = now
                 for run_id, task in list(watched.items()):
                     outcome = self._check(task, states, now)
                     if outcome is None:
@@ -307,6 +312,9 @@ class SlurmExecutor(WaitsForOthers):
         except KeyboardInterrupt:
             summary.interrupted = True
             self._cancel_all(list(watched.values()), "interrupted by the user (Ctrl-C); its SLURM job was cancelled")
+        except Exception as exc:  # e.g. raised by steer or should_stop: no task outlives the batch that started it
+            self._cancel_all(list(watched.values()), f"the coordinator failed ({type(exc).__name__}: {exc})")
+            raise
         finally:
             restore_ctrl_c()
         return summary

@@ -216,14 +216,14 @@ class LambdaSearch:
         if reporter.report(prune=True):
             self._pruned(live, shown)
             return None
-        if shown is not None and hasattr(shown, "add_runs"):
-            shown.add_runs(len(pending.runs), pending.reused)
         return live
 
     def conclude(self, live: _Live, *, failed: Mapping[str, str], shown: Any) -> None:
         """Tell Optuna the outcome of a trial whose runs are settled: FAIL when a run failed past its retries or
         recorded no objective, else the seed mean of the objective at each run's last epoch."""
         trial, ids, search = live.trial, live.ids, self.search
+        if self._failed_elsewhere(trial, shown):
+            return
         bad = [failed[i] for i in ids if i in failed]
         if bad:
             self._fail(trial, f"{len(bad)} run(s) failed: {bad[0].splitlines()[0]}", shown)
@@ -244,7 +244,17 @@ class LambdaSearch:
         self.say(f"trial {trial.number}: {search.objective} ({search.split}) = {_pm(mean, std, len(values))}", shown)
         self.study.tell(trial, mean)
 
+    def _failed_elsewhere(self, trial: Trial, shown: Any) -> bool:
+        """Whether another coordinator failed the trial as stale (this one stalled past the grace period): then it
+        is not told again; its retry, already enqueued, runs the same point and reuses its runs."""
+        if _running(self.study, trial):
+            return False
+        self.say(f"trial {trial.number}: failed as stale by another coordinator; its retry runs the point", shown)
+        return True
+
     def _pruned(self, live: _Live, shown: Any) -> None:
+        if self._failed_elsewhere(live.trial, shown):
+            return
         epoch = live.reporter.pruned_at
         live.trial.set_user_attr("pruned_at_epoch", epoch)
         self.say(f"trial {live.trial.number}: pruned after epoch {epoch}", shown)
@@ -273,6 +283,8 @@ class _TrialPool:
         #: A trial asked for and being planned (not yet live, not yet told).
         self.starting: Trial | None = None
         self.shown: Any = None
+        #: The run ids in the progress display's total.
+        self.counted: set[str] = set()
         self._beaten = float("-inf")
 
     def _may_ask(self) -> bool:
@@ -284,28 +296,46 @@ class _TrialPool:
 
     def __call__(self, summary: ExecutionSummary) -> Steer:
         search = self.search
+        self._beat()  # first: a stall (stopping workers, a locked database) must not make our own trials stale
         settled = {*summary.done, *summary.failed, *summary.elsewhere}
         stop: set[str] = set()
         for live in list(self.live):
             running = live.todo - settled
             if not running:
-                self.live.remove(live)
                 search.conclude(live, failed=summary.failed, shown=self.shown)
+                self.live.remove(live)  # only once told: an error before that leaves it to abandon()
             elif live.reporter.poll():
+                search._pruned(live, self.shown)
                 self.live.remove(live)
                 stop |= running
-                search._pruned(live, self.shown)
-        stop -= {run_id for live in self.live for run_id in live.todo}  # still needed by a running trial
+                self._uncount(running)
         add: list[Any] = []
         while self._may_ask():
             started = self._ask()
             if started is not None:
                 add.extend(started.runs)
-        self._beat()
+        stop -= {run_id for live in self.live for run_id in live.todo}  # still needed by a running trial, new ones too
         return Steer(add=add, stop=stop, closed=not self.live and not self._may_ask())
+
+    def _count(self, live: _Live) -> None:
+        """Add a new trial's runs to the progress display, once per run however many trials share it."""
+        new = [run_id for run_id in live.ids if run_id not in self.counted]
+        self.counted.update(new)
+        if self.shown is not None and hasattr(self.shown, "add_runs"):
+            self.shown.add_runs(len(new), sum(1 for run_id in new if run_id not in live.todo))
+
+    def _uncount(self, stopped: set[str]) -> None:
+        """A pruned trial's stopped runs will not finish in this search: out of the display's total."""
+        gone = {run_id for run_id in stopped if run_id in self.counted} - {
+            run_id for live in self.live for run_id in live.todo
+        }
+        self.counted -= gone
+        if gone and self.shown is not None and hasattr(self.shown, "add_runs"):
+            self.shown.add_runs(-len(gone))
 
     def _ask(self) -> _Live | None:
         study = self.search.study
+        self._beat(now=True)  # our running trials are fresh before stale ones are failed
         fail_stale_trials(study)
         with warnings.catch_warnings():  # the heartbeats are kept by this loop (_beat), not by study.optimize
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -314,22 +344,28 @@ class _TrialPool:
         record_heartbeat(study, trial)
         self.starting = trial  # from here on a Ctrl-C or an error records it as interrupted
         live = self.search.begin(trial, self.shown)
-        self.starting = None
         if live is not None:
             self.live.append(live)
+            self._count(live)
+        self.starting = None
         return live
 
-    def _beat(self) -> None:
-        if time.monotonic() - self._beaten >= HEARTBEAT_INTERVAL_S:
+    def _beat(self, *, now: bool = False) -> None:
+        """Beat the running trials' heartbeats (every :data:`HEARTBEAT_INTERVAL_S`, or ``now``); a trial another
+        coordinator failed as stale meanwhile leaves the pool (its runs go on; its retry reuses them)."""
+        if now or time.monotonic() - self._beaten >= HEARTBEAT_INTERVAL_S:
             self._beaten = time.monotonic()
-            for live in self.live:
-                record_heartbeat(self.search.study, live.trial)
+            for live in list(self.live):
+                if self.search._failed_elsewhere(live.trial, self.shown):
+                    self.live.remove(live)
+                else:
+                    record_heartbeat(self.search.study, live.trial)
 
     def settle_rest(self, summary: ExecutionSummary | None) -> None:
         """After the executor returned on its own: conclude trials it left (none, unless it stopped early)."""
         for live in list(self.live):
-            self.live.remove(live)
             self.search.conclude(live, failed=summary.failed if summary else {}, shown=self.shown)
+            self.live.remove(live)
 
     def abandon(self, *, interrupted: bool) -> None:
         """The search stops with trials running: they FAIL without counting against the budget (no ``error``);
@@ -337,7 +373,11 @@ class _TrialPool:
         (their runs resume from their checkpoints)."""
         study = self.search.study
         trials = [live.trial for live in self.live] + ([self.starting] if self.starting is not None else [])
+        self.live.clear()
+        self.starting = None
         for trial in trials:
+            if not _running(study, trial):  # told already (concluding it raised after the tell), or failed as stale
+                continue
             if interrupted:
                 trial.set_user_attr("interrupted", True)
                 attrs = {k: v for k, v in trial.user_attrs.items() if k in ("schedule", "settings")}
@@ -345,9 +385,12 @@ class _TrialPool:
                     study.enqueue_trial(
                         dict(trial.params), user_attrs={**attrs, "retry_of": trial.number, **_enqueued(trial)}
                     )
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # told already if concluding raised
-        self.live.clear()
-        self.starting = None
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _running(study: optuna.Study, trial: Trial) -> bool:
+    """Whether the trial is still RUNNING in the study's storage (another coordinator may have failed it as stale)."""
+    return study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING
 
 
 def _enqueued(trial: Trial) -> dict[str, Any]:
