@@ -165,3 +165,31 @@ def test_a_training_step_makes_no_sync_between_logging_points(monkeypatch: pytes
     assert result.timings["s_per_iter"] == pytest.approx(
         sum(result.timings[f"{p}_s_per_iter"] for p in trainer.TIMING_PHASES)
     )
+
+
+def test_a_pre_started_worker_takes_its_gpu_pin_with_its_run(tmp_path: Path) -> None:
+    """On a real GPU slot the second run goes to the spare started beside the first: its imports (a CUDA build of
+    torch, timm) left CUDA uninitialised, so it took the slot's pin with the run and trained on that GPU. A spare that
+    had initialised CUDA would refuse the pin and the run would start cold (``prestarted`` False)."""
+    from suite.benchmarks.overhead import tiny_runs
+    from suite.execution.local import LocalExecutor, local_slots
+    from suite.plan import planned_rows
+    from suite.store import open_store
+    from suite.worker import PIN_ENV, RESULT_FILE, read_json
+
+    slot = local_slots()[0]
+    assert slot.device == "cuda" and slot.env.get(PIN_ENV)
+    runs = tiny_runs([0, 1], spec="gpu-spare")
+    store = open_store(f"sqlite:///{tmp_path / 'mlrd.db'}")
+    try:
+        store.add_planned(planned_rows(runs))
+        executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=[slot], warm=True)
+        summary = executor.execute(runs)
+    finally:
+        store.close()
+    assert len(summary.done) == 2 and not summary.failed
+    records = [read_json(executor.run_dir(r.run_id) / RESULT_FILE)["worker"] for r in runs]  # type: ignore[index]
+    assert [r["prestarted"] for r in records] == [False, True]
+    assert records[1]["pinned"] == {PIN_ENV: slot.env[PIN_ENV]}
+    payload = read_json(executor.run_dir(runs[1].run_id) / RESULT_FILE)
+    assert payload is not None and payload["environment"]["device"].startswith("cuda")
