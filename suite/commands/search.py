@@ -1,12 +1,12 @@
 """``python -m suite search SPEC``: the Optuna search over λ-schedule shapes of the spec's ``[search]`` section.
 
 Each trial runs one sampled schedule (with the sampled ``[search.settings]``, if any) on the search's seeds through
-the same executor (local slots, or ``--executor slurm``: one job array per trial) and results store as ``run``; the
-objective is the seed mean of the chosen metric. The study is stored in the results database (Optuna's tables beside
-the store's) under ``[search].study``. The same command resumes: without ``--trials`` it runs what is left of the
-spec's ``n_trials`` (nothing once reached); ``--trials N`` adds N trials. Finished runs are reused, interrupted ones
-resume from their checkpoints. Ends with a table of the best trials. See docs/search.md (and
-``optuna-dashboard sqlite:///results/mlrd.db`` for the study's plots).
+the same executor (local slots, or ``--executor slurm``: job arrays) and results store as ``run``; the objective is
+the seed mean of the chosen metric. Up to ``--parallel K`` trials run at once, sharing the slots. The study is stored
+in the results database (Optuna's tables beside the store's) under ``[search].study``. The same command resumes:
+without ``--trials`` it runs what is left of the spec's ``n_trials`` (nothing once reached); ``--trials N`` adds N
+trials. Finished runs are reused, interrupted ones resume from their checkpoints. Ends with a table of the best
+trials. See docs/search.md (and ``optuna-dashboard sqlite:///results/mlrd.db`` for the study's plots).
 """
 
 from __future__ import annotations
