@@ -65,9 +65,10 @@ def write_spec(
     starts: str = "[3, 1]",
     settings: str = "",
     enqueue: str = '["3 -> -3 @ 2"]',
+    length: int = 8,
 ) -> Path:
     tail = SEARCH.format(starts=starts, settings=settings, enqueue=enqueue)
-    return tiny_spec.write_spec(folder, epochs=epochs, ramp=2, tail=tail)
+    return tiny_spec.write_spec(folder, epochs=epochs, ramp=2, tail=tail, length=length)
 
 
 def searched_arm_runs(spec: Spec) -> list[PlannedRun]:
@@ -543,11 +544,20 @@ class PruneStartOne(optuna.pruners.BasePruner):
         return trial.params.get("start") == 1
 
 
-class CtrlCAtFirstReport(optuna.pruners.BasePruner):
-    """Stands for a Ctrl-C that comes while two trials train: raised where the coordinator asks the pruner."""
+class CtrlCOnceBothReported(optuna.pruners.BasePruner):
+    """Stands for a Ctrl-C that comes while two trials train, once each has reported an epoch (so every run has a
+    checkpoint to resume from): raised where the coordinator asks the pruner."""
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        raise KeyboardInterrupt
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if len(running) == 2 and all(t.intermediate_values or t.number == trial.number for t in running):
+            raise KeyboardInterrupt
+        return False
+
+
+#: Epochs of 16 batches: a poll (every 0.5 s) sees each run validate its first epochs long before it ends, so the
+#: pruner is asked while the runs train, however fast the machine.
+LONG = 64
 
 
 def runs_of(store: object, trial: optuna.trial.FrozenTrial) -> list[object]:
@@ -577,7 +587,7 @@ def test_two_trials_run_at_once_on_the_slots(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_a_pruned_trial_stops_its_own_runs_while_the_other_trial_goes_on(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, epochs=6, enqueue=BOTH))
+    spec = load_spec(write_spec(tmp_path, epochs=6, enqueue=BOTH, length=LONG))
     store = open_store(db(tmp_path))
     try:
         executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(4))
@@ -614,11 +624,11 @@ def test_two_trials_of_one_point_at_once_train_its_runs_once(tmp_path: Path) -> 
 
 
 def test_ctrl_c_with_two_trials_running_retries_both_from_their_checkpoints(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, epochs=4, enqueue=BOTH))
+    spec = load_spec(write_spec(tmp_path, epochs=6, enqueue=BOTH, length=LONG))
     store = open_store(db(tmp_path))
     try:
         executor = LocalExecutor(store, runs_dir=tmp_path / "runs", slots=local_slots(4))
-        study = open_study(spec, db(tmp_path), pruner=CtrlCAtFirstReport())
+        study = open_study(spec, db(tmp_path), pruner=CtrlCOnceBothReported())
         enqueue_points(study, spec)
         with pytest.raises(KeyboardInterrupt):
             LambdaSearch(spec, store, executor, study, parallel=2).optimize(2)
@@ -711,7 +721,7 @@ def test_a_run_of_a_pruned_trial_goes_on_for_the_next_trial_of_its_point(tmp_pat
     def too_long(signum: int, frame: object) -> None:
         raise TimeoutError("the search did not end: a trial waits for runs that were stopped")
 
-    spec = load_spec(write_spec(tmp_path, epochs=4, starts="[3]", enqueue="[]"))
+    spec = load_spec(write_spec(tmp_path, epochs=4, starts="[3]", enqueue="[]", length=LONG))
     store = open_store(db(tmp_path))
     previous = signal.signal(signal.SIGALRM, too_long)
     signal.alarm(240)
