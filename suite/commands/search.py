@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"runs:     {args.results / 'runs'}/<run id>/ (checkpoint, log, result.json)")
     if interrupted:
-        print("interrupted: the same command resumes (the interrupted trial runs again first)", file=sys.stderr)
+        print("interrupted: the same command resumes (the interrupted trials run again first)", file=sys.stderr)
         return 130
     return 0
 

@@ -223,9 +223,7 @@ class LocalExecutor(SparePool, WaitsForOthers):
                         summary.stopped = True
                         queue.clear()
                         waiting.clear()
-                        self._stop_all(
-                            list(active.values()), "stopped early by the coordinator (e.g. a pruned search trial)"
-                        )
+                        self._stop_all(list(active.values()), STOPPED_BY_COORDINATOR)
                         active.clear()
         except KeyboardInterrupt:
             summary.interrupted = True

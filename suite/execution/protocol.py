@@ -175,7 +175,7 @@ def check_steering(steer: Steering | None, should_stop: Callable[[], bool] | Non
         raise ValueError("execute: give steer or should_stop, not both (a steer stops runs itself)")
 
 
-#: Why the runs a ``steer`` stops are LOST (recorded in the store, shown by ``status``).
+#: Why the runs a ``steer`` or ``should_stop`` stops are LOST (recorded in the store, shown by ``status``).
 STOPPED_BY_COORDINATOR = "stopped early by the coordinator (e.g. a pruned search trial)"
 
 

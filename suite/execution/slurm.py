@@ -307,7 +307,7 @@ class SlurmExecutor(WaitsForOthers):
                     summary.stopped = True
                     queue.clear()
                     waiting.clear()
-                    self._cancel_all(list(watched.values()), "stopped early by the coordinator")
+                    self._cancel_all(list(watched.values()), STOPPED_BY_COORDINATOR)
                     watched.clear()
         except KeyboardInterrupt:
             summary.interrupted = True

@@ -21,7 +21,7 @@ from mlrd_core.errors import ConfigError
 from suite.execution.protocol import ExecutionSummary, Steer
 from suite.plan import PlannedRun
 from suite.search.rendering import _pm
-from suite.search.space import TrialPoint, require_search, suggest_point, trial_runs
+from suite.search.space import require_search, suggest_point, trial_runs
 from suite.search.study import HEARTBEAT_INTERVAL_S, _point_attrs, fail_stale_trials, record_heartbeat, trials_counted
 from suite.spec import SearchSpec, Spec
 
@@ -93,7 +93,6 @@ class _Live:
     """A trial whose runs are in the executor."""
 
     trial: Trial
-    point: TrialPoint
     ids: list[str]
     #: The runs handed to the executor (those that were not DONE when the trial started).
     runs: list[PlannedRun]
@@ -160,7 +159,7 @@ class LambdaSearch:
                 )
             if summary is not None and summary.interrupted:
                 raise KeyboardInterrupt
-            pool.settle_rest(summary)
+            # otherwise execute returned after the pool said closed, which it says only with no trial left running
         except BaseException as exc:
             pool.abandon(interrupted=isinstance(exc, KeyboardInterrupt))
             raise
@@ -209,7 +208,7 @@ class LambdaSearch:
         done = [run_id for run_id in ids if run_id not in todo]
         reporter.add(_store_values(self.store, self.spec.name, "val", search.objective, done))
         reporter.refresh(sorted(todo))  # LOST runs of an earlier trial resume with their history
-        live = _Live(trial=trial, point=point, ids=ids, runs=list(pending.todo), reporter=reporter)
+        live = _Live(trial=trial, ids=ids, runs=list(pending.todo), reporter=reporter)
         if not todo:
             self.conclude(live, failed={}, shown=shown)
             return None
@@ -321,17 +320,18 @@ class _TrialPool:
         """Add a new trial's runs to the progress display, once per run however many trials share it."""
         new = [run_id for run_id in live.ids if run_id not in self.counted]
         self.counted.update(new)
-        if self.shown is not None and hasattr(self.shown, "add_runs"):
-            self.shown.add_runs(len(new), sum(1 for run_id in new if run_id not in live.todo))
+        self._add_runs(len(new), sum(1 for run_id in new if run_id not in live.todo))
 
     def _uncount(self, stopped: set[str]) -> None:
         """A pruned trial's stopped runs will not finish in this search: out of the display's total."""
-        gone = {run_id for run_id in stopped if run_id in self.counted} - {
-            run_id for live in self.live for run_id in live.todo
-        }
+        gone = (stopped & self.counted) - {run_id for live in self.live for run_id in live.todo}
         self.counted -= gone
-        if gone and self.shown is not None and hasattr(self.shown, "add_runs"):
-            self.shown.add_runs(-len(gone))
+        if gone:
+            self._add_runs(-len(gone), 0)
+
+    def _add_runs(self, total: int, already_done: int) -> None:
+        if self.shown is not None and hasattr(self.shown, "add_runs"):
+            self.shown.add_runs(total, already_done)
 
     def _ask(self) -> _Live | None:
         study = self.search.study
@@ -360,12 +360,6 @@ class _TrialPool:
                     self.live.remove(live)
                 else:
                     record_heartbeat(self.search.study, live.trial)
-
-    def settle_rest(self, summary: ExecutionSummary | None) -> None:
-        """After the executor returned on its own: conclude trials it left (none, unless it stopped early)."""
-        for live in list(self.live):
-            self.search.conclude(live, failed=summary.failed if summary else {}, shown=self.shown)
-            self.live.remove(live)
 
     def abandon(self, *, interrupted: bool) -> None:
         """The search stops with trials running: they FAIL without counting against the budget (no ``error``);
